@@ -1,0 +1,136 @@
+"""Accuracy of a sorting against ground truth, as reported by the demo and the benchmark.
+
+Conventions (``../shared/DESIGN.md``): SpikeInterface's ``compare_sorter_to_ground_truth`` with
+delta 0.4 ms; a unit is well detected when its accuracy is >= 0.8; units are binned by the
+signal-to-noise ratio of their ground-truth template (peak amplitude on the best channel over
+that channel's noise level, measured on the recording the sorter was given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+WELL_DETECTED = 0.8
+SNR_BINS = (0.0, 3.0, 5.0, 8.0, 12.0, 20.0, np.inf)
+
+
+def snr_bin_labels() -> list[str]:
+    """Labels of ``SNR_BINS``: "<3", "3-5", ..., ">=20"."""
+    edges = SNR_BINS
+    labels = [f"<{edges[1]:g}"]
+    labels += [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[1:-2], edges[2:-1])]
+    labels.append(f">={edges[-2]:g}")
+    return labels
+
+
+@dataclass
+class Evaluation:
+    """Summary of one sorting against ground truth.
+
+    Attributes
+    ----------
+    num_gt_units, num_units : int
+        Units in the ground truth and in the sorting.
+    well_detected : int
+        Ground-truth units matched with accuracy >= 0.8.
+    false_positive_units : int
+        Sorted units that match no ground-truth unit.
+    accuracy, precision, recall : float
+        Means over ground-truth units (missed units count as 0).
+    well_detected_by_snr : dict
+        SNR-bin label -> [well detected, units in the bin].
+    per_unit : dict
+        Ground-truth unit id -> {"snr", "accuracy", "precision", "recall"}.
+    """
+
+    num_gt_units: int
+    num_units: int
+    well_detected: int
+    false_positive_units: int
+    accuracy: float
+    precision: float
+    recall: float
+    well_detected_by_snr: dict = field(default_factory=dict)
+    per_unit: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """Human-readable multi-line summary."""
+        lines = [
+            f"ground-truth units: {self.num_gt_units}   sorted units: {self.num_units}",
+            f"well-detected units (accuracy >= {WELL_DETECTED}): {self.well_detected} / {self.num_gt_units}",
+            f"false-positive units: {self.false_positive_units}",
+            f"mean accuracy {self.accuracy:.3f}   precision {self.precision:.3f}   recall {self.recall:.3f}",
+            "well detected by SNR: "
+            + "  ".join(f"{label}: {good}/{total}" for label, (good, total) in self.well_detected_by_snr.items()),
+        ]
+        return "\n".join(lines)
+
+
+def ground_truth_snrs(recording, gt_sorting, seed: int = 0) -> np.ndarray:
+    """Peak SNR of each ground-truth unit on ``recording`` (SpikeInterface's ``snr`` metric), in unit-id order."""
+    from spikeinterface.core import create_sorting_analyzer
+    from spikeinterface.metrics import compute_snrs
+
+    analyzer = create_sorting_analyzer(gt_sorting, recording, sparse=False, format="memory")
+    analyzer.compute("random_spikes", max_spikes_per_unit=200, seed=seed)
+    analyzer.compute(["templates", "noise_levels"])
+    snrs = compute_snrs(analyzer)
+    return np.array([snrs[unit] for unit in gt_sorting.unit_ids], dtype="float64")
+
+
+def evaluate(gt_sorting, sorting, recording=None, snrs: np.ndarray | None = None) -> Evaluation:
+    """Compare ``sorting`` with ``gt_sorting``.
+
+    Parameters
+    ----------
+    gt_sorting, sorting : BaseSorting
+    recording : BaseRecording or None
+        Used to measure unit SNRs when ``snrs`` is not given; without either, the SNR
+        table is left empty.
+    snrs : np.ndarray or None
+        Precomputed ground-truth SNRs (``ground_truth_snrs``).
+
+    Returns
+    -------
+    Evaluation
+    """
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+
+    comparison = compare_sorter_to_ground_truth(
+        gt_sorting, sorting, delta_time=0.4, well_detected_score=WELL_DETECTED, exhaustive_gt=True
+    )
+    perf = comparison.get_performance(method="by_unit", output="pandas").astype(float)
+    if snrs is None and recording is not None:
+        snrs = ground_truth_snrs(recording, gt_sorting)
+    per_unit = {
+        str(unit): {
+            "snr": None if snrs is None else float(snrs[i]),
+            "accuracy": float(perf.loc[unit, "accuracy"]),
+            "precision": float(perf.loc[unit, "precision"]),
+            "recall": float(perf.loc[unit, "recall"]),
+        }
+        for i, unit in enumerate(gt_sorting.unit_ids)
+    }
+    by_snr = {}
+    if snrs is not None:
+        accuracies = perf.loc[gt_sorting.unit_ids, "accuracy"].to_numpy()
+        bins = np.digitize(snrs, SNR_BINS[1:-1])
+        for index, label in enumerate(snr_bin_labels()):
+            in_bin = bins == index
+            by_snr[label] = [int(np.sum(accuracies[in_bin] >= WELL_DETECTED)), int(np.sum(in_bin))]
+    return Evaluation(
+        num_gt_units=len(gt_sorting.unit_ids),
+        num_units=len(sorting.unit_ids),
+        well_detected=int(comparison.count_well_detected_units(WELL_DETECTED)),
+        false_positive_units=int(comparison.count_false_positive_units()),
+        accuracy=float(perf["accuracy"].mean()),
+        precision=float(perf["precision"].mean()),
+        recall=float(perf["recall"].mean()),
+        well_detected_by_snr=by_snr,
+        per_unit=per_unit,
+    )

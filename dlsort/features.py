@@ -1,0 +1,256 @@
+"""Feature extraction stage: one row of features per peak.
+
+``extract_features(recording, peaks, method=...)`` cuts each peak's snippet on its
+distance-ordered channel neighbourhood, optionally denoises it, embeds every channel's waveform
+(``"tpca"``: temporal PCA fitted on a sample of the recording's own spikes) and estimates the
+peak's location (centre of mass of the peak-to-peak amplitudes). Streams in chunks through
+SpikeInterface's node pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from spikeinterface.core.node_pipeline import PeakRetriever, PipelineNode, run_node_pipeline
+
+from dlsort.denoising import denoise_snippets
+from dlsort.errors import check_choice
+from dlsort.waveforms import NeighbourhoodWaveforms, Neighbourhoods
+
+FEATURE_METHODS = ("tpca",)
+
+
+@dataclass(frozen=True)
+class TemporalPCA:
+    """A temporal PCA basis for single-channel waveforms.
+
+    Attributes
+    ----------
+    mean : np.ndarray
+        float32 (num_samples,).
+    components : np.ndarray
+        float32 (n_components, num_samples), orthonormal rows.
+    """
+
+    mean: np.ndarray
+    components: np.ndarray
+
+    def transform(self, snippets: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Project (n, num_samples, width) snippets to (n, n_components, width); padded slots are zero."""
+        embedded = np.einsum("nts,kt->nks", snippets - self.mean[None, :, None], self.components, optimize=True)
+        return embedded * mask[:, None, :]
+
+
+@dataclass(frozen=True)
+class PeakFeatures:
+    """Features of a set of peaks, one row per peak.
+
+    Attributes
+    ----------
+    embedding : np.ndarray
+        float32 (num_peaks, n_components, width): per-channel embedding on the peak's
+        distance-ordered neighbourhood (zero on padded slots).
+    locations : np.ndarray
+        float32 (num_peaks, 2): estimated x, y of each peak in micrometres.
+    neighbourhoods : Neighbourhoods
+        The neighbourhoods the embedding is laid on (centre = the peak's channel).
+    """
+
+    embedding: np.ndarray
+    locations: np.ndarray
+    neighbourhoods: Neighbourhoods
+
+    def __len__(self) -> int:
+        return self.embedding.shape[0]
+
+    def as_matrix(self) -> np.ndarray:
+        """(num_peaks, n_components * width + 2) matrix: flattened embedding then location."""
+        return np.concatenate([self.embedding.reshape(len(self), -1), self.locations], axis=1)
+
+    def subset(self, indices: np.ndarray) -> "PeakFeatures":
+        """Features of the peaks at ``indices``."""
+        return PeakFeatures(self.embedding[indices], self.locations[indices], self.neighbourhoods)
+
+
+class _FeatureNode(PipelineNode):
+    """Denoise neighbourhood snippets, embed them and locate the peak."""
+
+    def __init__(self, recording, parents, tpca: TemporalPCA, neighbourhoods: Neighbourhoods, denoising: str):
+        PipelineNode.__init__(self, recording, parents=parents, return_output=True)
+        self.tpca = tpca
+        self.neighbourhoods = neighbourhoods
+        self.denoising = denoising
+        self.channel_locations = recording.get_channel_locations()[:, :2].astype("float32")
+        self._kwargs.update(tpca=tpca, neighbourhoods=neighbourhoods, denoising=denoising)
+        self._dtype = np.dtype(
+            [("embedding", "float32", (tpca.components.shape[0], neighbourhoods.width)), ("location", "float32", (2,))]
+        )
+
+    def get_dtype(self):
+        return self._dtype
+
+    def compute(self, traces, peaks, snippets):
+        snippets = denoise_snippets(snippets, self.denoising)
+        channels = self.neighbourhoods.indices[peaks["channel_index"]]
+        mask = channels >= 0
+        out = np.zeros(len(peaks), dtype=self._dtype)
+        out["embedding"] = self.tpca.transform(snippets, mask)
+        out["location"] = centre_of_mass(snippets, channels, self.channel_locations)
+        return out
+
+
+def centre_of_mass(snippets: np.ndarray, channels: np.ndarray, channel_locations: np.ndarray) -> np.ndarray:
+    """Locate peaks at the centre of mass of their per-channel peak-to-peak amplitudes.
+
+    Parameters
+    ----------
+    snippets : np.ndarray
+        (n, num_samples, width) neighbourhood snippets.
+    channels : np.ndarray
+        (n, width) channel index of each slot, -1 for padding.
+    channel_locations : np.ndarray
+        (num_channels, 2) positions.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (n, 2).
+    """
+    ptp = np.ptp(snippets, axis=1) * (channels >= 0)
+    positions = channel_locations[np.maximum(channels, 0)]
+    weights = ptp / np.maximum(ptp.sum(axis=1, keepdims=True), 1e-12)
+    return np.einsum("ns,nsd->nd", weights, positions).astype("float32")
+
+
+def fit_temporal_pca(
+    recording,
+    peaks: np.ndarray,
+    neighbourhoods: Neighbourhoods,
+    ms_before: float,
+    ms_after: float,
+    n_components: int,
+    max_peaks: int = 5000,
+    fit_slots: int = 4,
+    denoising: str = "none",
+    seed: int | None = None,
+    job_kwargs: dict | None = None,
+) -> TemporalPCA:
+    """Fit a temporal PCA basis on single-channel waveforms of a random sample of peaks.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+    peaks : np.ndarray
+        Peak array to sample from.
+    neighbourhoods : Neighbourhoods
+    ms_before, ms_after : float
+        Snippet window.
+    n_components : int
+        Number of components kept.
+    max_peaks : int, default: 5000
+        Peaks sampled for the fit.
+    fit_slots : int, default: 4
+        The nearest ``fit_slots`` channels of each neighbourhood (those that carry the spike)
+        enter the fit.
+    denoising : str, default: "none"
+        Denoising applied to the snippets before the fit.
+    seed : int or None
+    job_kwargs : dict or None
+
+    Returns
+    -------
+    TemporalPCA
+    """
+    if len(peaks) == 0:
+        raise ValueError("cannot fit a temporal PCA without peaks: no spike was detected")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(peaks), size=min(max_peaks, len(peaks)), replace=False))
+    snippets = _snippets(recording, peaks[chosen], neighbourhoods, ms_before, ms_after, job_kwargs)
+    snippets = denoise_snippets(snippets, denoising)
+    slots = min(fit_slots, neighbourhoods.width)
+    valid = neighbourhoods.mask[peaks["channel_index"][chosen], :slots]
+    waveforms = np.transpose(snippets[:, :, :slots], (0, 2, 1))[valid].astype("float64")
+    num_samples = snippets.shape[1]
+    if n_components > num_samples:
+        raise ValueError(f"n_components={n_components} exceeds the {num_samples} samples of the snippet window")
+    mean = waveforms.mean(axis=0)
+    _, _, vt = np.linalg.svd(waveforms - mean, full_matrices=False)
+    return TemporalPCA(mean=mean.astype("float32"), components=vt[:n_components].astype("float32"))
+
+
+def _snippets(recording, peaks, neighbourhoods, ms_before, ms_after, job_kwargs) -> np.ndarray:
+    source = PeakRetriever(recording, peaks)
+    cutter = NeighbourhoodWaveforms(recording, [source], neighbourhoods, ms_before, ms_after)
+    cutter.return_output = True
+    return run_node_pipeline(recording, [source, cutter], dict(job_kwargs or {}), job_name="snippets")
+
+
+def extract_features(
+    recording,
+    peaks: np.ndarray,
+    method: str = "tpca",
+    neighbourhoods: Neighbourhoods | None = None,
+    radius_um: float = 75.0,
+    ms_before: float = 1.0,
+    ms_after: float = 1.5,
+    n_components: int = 5,
+    denoising: str = "none",
+    fit_peaks: np.ndarray | None = None,
+    seed: int | None = None,
+    job_kwargs: dict | None = None,
+) -> PeakFeatures:
+    """Compute one row of features per peak.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        The preprocessed recording the peaks were detected on.
+    peaks : np.ndarray
+        SpikeInterface peak array.
+    method : {"tpca"}, default: "tpca"
+        Embedding of each channel's waveform.
+    neighbourhoods : Neighbourhoods or None
+        Channel neighbourhoods; built from the channel locations with ``radius_um`` when None.
+    radius_um : float, default: 75.0
+    ms_before, ms_after : float, default: 1.0, 1.5
+        Snippet window around the peak.
+    n_components : int, default: 5
+        Embedding dimension per channel.
+    denoising : str, default: "none"
+        Waveform denoising method (see ``dlsort.denoising``).
+    fit_peaks : np.ndarray or None
+        Peaks the embedding is fitted on (default: ``peaks``).
+    seed : int or None
+    job_kwargs : dict or None
+        SpikeInterface job kwargs.
+
+    Returns
+    -------
+    PeakFeatures
+    """
+    check_choice("features method", method, FEATURE_METHODS)
+    if neighbourhoods is None:
+        from dlsort.waveforms import build_neighbourhoods
+
+        neighbourhoods = build_neighbourhoods(recording.get_channel_locations(), radius_um)
+    tpca = fit_temporal_pca(
+        recording,
+        peaks if fit_peaks is None else fit_peaks,
+        neighbourhoods,
+        ms_before,
+        ms_after,
+        n_components,
+        denoising=denoising,
+        seed=seed,
+        job_kwargs=job_kwargs,
+    )
+    if len(peaks) == 0:
+        return PeakFeatures(
+            np.zeros((0, n_components, neighbourhoods.width), "float32"), np.zeros((0, 2), "float32"), neighbourhoods
+        )
+    source = PeakRetriever(recording, peaks)
+    cutter = NeighbourhoodWaveforms(recording, [source], neighbourhoods, ms_before, ms_after)
+    node = _FeatureNode(recording, [source, cutter], tpca, neighbourhoods, denoising)
+    out = run_node_pipeline(recording, [source, cutter, node], dict(job_kwargs or {}), job_name="features")
+    return PeakFeatures(out["embedding"], out["location"], neighbourhoods)

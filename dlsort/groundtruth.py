@@ -1,0 +1,153 @@
+"""Seeded ground-truth recordings for the demo, the tests and the benchmark.
+
+All cases are built offline with SpikeInterface's generators; Neuropixels geometries come from
+``probeinterface.neuropixels_tools`` (a named-probe download would need the internet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SAMPLING_FREQUENCY = 30_000.0
+
+
+@dataclass(frozen=True)
+class GroundTruthCase:
+    """Description of one seeded ground-truth case.
+
+    Attributes
+    ----------
+    name : str
+        Short name used in tables ("S", "M", "D", ...).
+    description : str
+        One line for humans.
+    probe : str
+        ``"staggered"`` (3 staggered columns, 30 um pitch) or ``"np1"`` (Neuropixels 1.0 slice).
+    num_channels : int
+        Number of recording channels.
+    num_units : int
+        Number of ground-truth units.
+    duration_s : float
+        Duration in seconds.
+    drift_um : float
+        Peak amplitude of a zigzag drift (0 = static).
+    seed : int
+        Seed of every random draw.
+    """
+
+    name: str
+    description: str
+    probe: str
+    num_channels: int
+    num_units: int
+    duration_s: float
+    drift_um: float = 0.0
+    seed: int = 42
+
+
+BENCHMARK_CASES: dict[str, GroundTruthCase] = {
+    "S": GroundTruthCase("S", "32-ch 3-column staggered probe, 20 units", "staggered", 32, 20, 120.0),
+    "M": GroundTruthCase("M", "64 ch of Neuropixels 1.0, 40 units", "np1", 64, 40, 120.0),
+    "D": GroundTruthCase("D", "M with a +-15 um zigzag drift", "np1", 64, 40, 120.0, drift_um=15.0),
+}
+
+
+def make_probe(kind: str, num_channels: int):
+    """Build an offline probe with ``num_channels`` contacts wired in order.
+
+    Parameters
+    ----------
+    kind : {"staggered", "np1"}
+        ``"staggered"``: 3 columns, 30 um pitch, middle column shifted by half a pitch.
+        ``"np1"``: the first ``num_channels`` contacts of a Neuropixels 1.0 probe.
+    num_channels : int
+        Number of contacts.
+
+    Returns
+    -------
+    probeinterface.Probe
+    """
+    from probeinterface import generate_multi_columns_probe
+    from probeinterface.neuropixels_tools import build_neuropixels_probe
+
+    if num_channels < 1:
+        raise ValueError(f"num_channels must be >= 1, got {num_channels}")
+    if kind == "staggered":
+        per_column = [num_channels // 3 + (1 if i < num_channels % 3 else 0) for i in range(3)]
+        probe = generate_multi_columns_probe(
+            num_columns=3,
+            num_contact_per_column=per_column,
+            xpitch=30.0,
+            ypitch=30.0,
+            y_shift_per_column=[0.0, -15.0, 0.0],
+            contact_shapes="circle",
+            contact_shape_params={"radius": 6},
+        )
+    elif kind == "np1":
+        probe = build_neuropixels_probe("NP1000").get_slice(np.arange(num_channels))
+    else:
+        raise ValueError(f"unknown probe kind {kind!r}: use 'staggered' or 'np1'")
+    probe.set_device_channel_indices(np.arange(num_channels))
+    return probe
+
+
+def generate_case(case: GroundTruthCase):
+    """Generate the recording and ground-truth sorting of ``case``.
+
+    The recording is lazy and not serialisable (it embeds the sorting): save it
+    (``recording.save(folder=...)``) before handing it to ``run_sorter``.
+
+    Parameters
+    ----------
+    case : GroundTruthCase
+
+    Returns
+    -------
+    recording : BaseRecording
+        float32 traces in uV (noise ~5 uV rms) with a probe attached.
+    sorting : BaseSorting
+        The ground truth.
+    """
+    probe = make_probe(case.probe, case.num_channels)
+    if case.drift_um > 0:
+        return _generate_drifting(case, probe)
+    from spikeinterface.core.generate import generate_ground_truth_recording
+
+    recording, sorting = generate_ground_truth_recording(
+        durations=[case.duration_s],
+        sampling_frequency=SAMPLING_FREQUENCY,
+        num_units=case.num_units,
+        probe=probe,
+        generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
+        noise_kwargs=dict(noise_levels=5.0, strategy="tile_pregenerated"),
+        generate_unit_locations_kwargs=dict(margin_um=10.0, minimum_z=5.0, maximum_z=45.0, minimum_distance=20),
+        seed=case.seed,
+    )
+    return recording, sorting
+
+
+def _generate_drifting(case: GroundTruthCase, probe):
+    from spikeinterface.generation import generate_drifting_recording
+
+    half = case.drift_um
+    _, drifting, sorting = generate_drifting_recording(
+        num_units=case.num_units,
+        duration=case.duration_s,
+        sampling_frequency=SAMPLING_FREQUENCY,
+        probe=probe,
+        generate_displacement_vector_kwargs=dict(
+            displacement_sampling_frequency=5.0,
+            drift_start_um=[0.0, half],
+            drift_stop_um=[0.0, -half],
+            drift_step_um=1.0,
+            motion_list=[
+                dict(drift_mode="zigzag", non_rigid_gradient=None, t_start_drift=10.0, t_end_drift=None, period_s=60)
+            ],
+        ),
+        generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
+        generate_noise_kwargs=dict(noise_levels=(5.0, 6.0), spatial_decay=25.0),
+        seed=case.seed,
+    )
+    return drifting, sorting

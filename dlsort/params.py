@@ -1,0 +1,142 @@
+"""dlsort's parameters: defaults, descriptions and validation.
+
+Each parameter is declared once in ``PARAMETERS`` with its default, allowed type, range or
+choices and a description; ``run_sorter`` defaults, the sorter's descriptions, the CLI's
+``--params`` file and the validation all read it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+from dlsort.errors import DlsortInputError
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """Declaration of one parameter.
+
+    Attributes
+    ----------
+    default : Any
+    description : str
+    kind : type or tuple of types
+        Accepted Python type(s) (``float`` accepts ints; ``None`` is accepted when ``nullable``).
+    choices : tuple or None
+        Allowed values.
+    low, high : float or None
+        Inclusive bounds for numbers.
+    nullable : bool
+        Whether ``None`` is allowed.
+    """
+
+    default: Any
+    description: str
+    kind: type | tuple = object
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    nullable: bool = False
+
+
+PARAMETERS: dict[str, Parameter] = {
+    "freq_min": Parameter(300.0, "High-pass corner of the band-pass filter (Hz).", float, low=1.0),
+    "freq_max": Parameter(6000.0, "Low-pass corner of the band-pass filter (Hz), clipped below Nyquist.", float, low=10.0),
+    "common_reference": Parameter(True, "Subtract the common median across channels.", bool),
+    "motion_correction": Parameter(
+        None,
+        "SpikeInterface motion-correction preset applied after filtering, or None.",
+        str,
+        choices=("dredge_fast", "nonrigid_fast_and_accurate", "rigid_fast", "kilosort_like"),
+        nullable=True,
+    ),
+    "detection_method": Parameter("threshold", "Spike detection method.", str, choices=("threshold",)),
+    "detect_threshold": Parameter(5.0, "Detection threshold in multiples of the noise level (MAD).", float, low=1.0, high=100.0),
+    "peak_sign": Parameter("neg", "Sign of the spike peaks to detect.", str, choices=("neg", "pos", "both")),
+    "exclude_sweep_ms": Parameter(0.5, "Temporal exclusion around a detected peak (ms).", float, low=0.0, high=5.0),
+    "detection_radius_um": Parameter(50.0, "Spatial exclusion radius of the detector (um).", float, low=0.0),
+    "neighbourhood_radius_um": Parameter(75.0, "Radius of the channel neighbourhood of each spike (um).", float, low=1.0),
+    "ms_before": Parameter(1.0, "Snippet and template window before the peak (ms).", float, low=0.1, high=10.0),
+    "ms_after": Parameter(1.5, "Snippet and template window after the peak (ms).", float, low=0.1, high=10.0),
+    "denoising_method": Parameter("none", "Waveform denoising method.", str, choices=("none",)),
+    "features_method": Parameter("tpca", "Feature extraction method.", str, choices=("tpca",)),
+    "n_components": Parameter(5, "Embedding dimension per channel.", int, low=1, high=64),
+    "clustering_method": Parameter("hdbscan", "Clustering method.", str, choices=("hdbscan",)),
+    "clustering_max_spikes_per_channel": Parameter(
+        1000, "Peaks per detection channel sampled for clustering (memory and time stay bounded).", int, low=50
+    ),
+    "min_cluster_size": Parameter(20, "Smallest cluster HDBSCAN may form.", int, low=2),
+    "min_samples": Parameter(5, "HDBSCAN density smoothing (larger = more peaks called noise).", int, low=1),
+    "merge_similarity": Parameter(0.9, "Cosine similarity of templates above which clusters merge.", float, low=0.0, high=1.0),
+    "min_template_snr": Parameter(4.0, "Templates whose peak is below this many noise levels are dropped.", float, low=0.0),
+    "matching_method": Parameter(
+        "circus-omp",
+        "Template matching engine that finds every spike of every unit, or 'none' to keep the clustered peaks "
+        "(then every peak is clustered).",
+        str,
+        choices=("circus-omp", "wobble", "tdc-peeler", "nearest", "none"),
+    ),
+    "device": Parameter("auto", "Device of the neural stages: 'auto', 'cpu' or 'cuda'.", str, choices=("auto", "cpu", "cuda")),
+    "seed": Parameter(0, "Seed of every random choice.", int, low=0),
+    "n_jobs": Parameter(-1, "Parallel workers (-1 = all cores).", int),
+    "chunk_duration": Parameter("1s", "Duration of the chunks the recording is processed in.", str),
+    "progress_bar": Parameter(True, "Show progress bars.", bool),
+}
+
+DEFAULT_PARAMS: dict[str, Any] = {name: spec.default for name, spec in PARAMETERS.items()}
+PARAMS_DESCRIPTION: dict[str, str] = {name: spec.description for name, spec in PARAMETERS.items()}
+
+
+def validate_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Check parameters and return them merged over the defaults.
+
+    Parameters
+    ----------
+    params : dict
+        User parameters (any subset of ``DEFAULT_PARAMS``).
+
+    Returns
+    -------
+    dict
+        Complete, validated parameters.
+
+    Raises
+    ------
+    DlsortInputError
+        For an unknown key, a wrong type, a value out of range or not among the choices.
+    """
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        raise DlsortInputError(f"unknown dlsort parameter(s) {unknown}; valid parameters are {sorted(PARAMETERS)}")
+    merged = {**DEFAULT_PARAMS, **params}
+    for name, value in merged.items():
+        _check_one(name, PARAMETERS[name], value)
+    if merged["n_jobs"] == 0 or merged["n_jobs"] < -1:
+        raise DlsortInputError(f"n_jobs={merged['n_jobs']} is invalid; use -1 (all cores) or a positive number")
+    return merged
+
+
+def _check_one(name: str, spec: Parameter, value: Any) -> None:
+    if value is None:
+        if spec.nullable:
+            return
+        raise DlsortInputError(f"parameter {name!r} must not be None")
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    ok = any(_is_instance(value, kind) for kind in kinds)
+    if not ok:
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise DlsortInputError(f"parameter {name!r} must be {expected}, got {type(value).__name__} {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise DlsortInputError(f"parameter {name!r}={value!r} is not one of {list(spec.choices)}")
+    if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
+        raise DlsortInputError(f"parameter {name!r}={value!r} is out of range [{spec.low}, {spec.high}]")
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return isinstance(value, kind)

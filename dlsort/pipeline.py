@@ -1,0 +1,173 @@
+"""The dlsort pipeline, top-down.
+
+recording -> preprocess -> detect peaks -> sample peaks for clustering -> neighbourhood
+snippets -> denoise -> features -> HDBSCAN + split -> templates -> merge similar ->
+clean -> template matching over the whole recording -> sorting.
+
+Every stage streams in chunks through SpikeInterface's job machinery; clustering sees at most
+``clustering_max_spikes_per_channel`` peaks per channel, so memory does not grow with the
+recording's length.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from spikeinterface.core import NumpySorting, Templates, get_noise_levels
+
+from dlsort.clustering import cluster
+from dlsort.detection import detect_peaks
+from dlsort.features import extract_features
+from dlsort.matching import match_templates
+from dlsort.preprocessing import preprocess
+from dlsort.templates import clean_templates, estimate_templates, merge_similar
+from dlsort.waveforms import build_neighbourhoods
+
+logger = logging.getLogger("dlsort")
+
+
+@dataclass
+class PipelineResult:
+    """What the pipeline produces.
+
+    Attributes
+    ----------
+    sorting : NumpySorting
+        The sorted units.
+    templates : Templates
+        One template per unit (preprocessed units, sparse).
+    num_peaks : int
+        Peaks detected.
+    models : list of dict
+        Every network used (``{"id", "sha256", "stage"}``); empty for classical methods.
+    """
+
+    sorting: NumpySorting
+    templates: Templates
+    num_peaks: int
+    models: list[dict] = field(default_factory=list)
+
+
+def sample_peaks_per_channel(peaks: np.ndarray, max_per_channel: int | None, seed: int | None) -> np.ndarray:
+    """Indices of a random sample of at most ``max_per_channel`` peaks per detection channel, sorted.
+
+    Parameters
+    ----------
+    peaks : np.ndarray
+    max_per_channel : int or None
+        None keeps every peak.
+    seed : int or None
+
+    Returns
+    -------
+    np.ndarray
+        Sorted int64 indices into ``peaks``.
+    """
+    if max_per_channel is None:
+        return np.arange(len(peaks))
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for channel in np.unique(peaks["channel_index"]):
+        members = np.flatnonzero(peaks["channel_index"] == channel)
+        chosen.append(rng.choice(members, size=min(max_per_channel, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype="int64")
+
+
+def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
+    """Sort a recording with validated dlsort parameters.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        A recording with channel locations (checked by ``dlsort.validation``).
+    params : dict
+        Validated parameters (see ``dlsort.params.DEFAULT_PARAMS``).
+    job_kwargs : dict
+        SpikeInterface job kwargs (``n_jobs``, ``chunk_duration``, ``progress_bar``).
+
+    Returns
+    -------
+    PipelineResult
+    """
+    p = params
+    seed = p["seed"]
+    rec = preprocess(
+        recording,
+        freq_min=p["freq_min"],
+        freq_max=p["freq_max"],
+        common_reference=p["common_reference"],
+        motion_correction=p["motion_correction"],
+        job_kwargs=job_kwargs,
+    )
+    noise_levels = get_noise_levels(rec, return_in_uV=False, seed=seed, **job_kwargs)
+    logger.info("detecting peaks (%s)", p["detection_method"])
+    peaks = detect_peaks(
+        rec,
+        method=p["detection_method"],
+        detect_threshold=p["detect_threshold"],
+        peak_sign=p["peak_sign"],
+        exclude_sweep_ms=p["exclude_sweep_ms"],
+        radius_um=p["detection_radius_um"],
+        noise_levels=noise_levels,
+        job_kwargs=job_kwargs,
+    )
+    logger.info("%d peaks", len(peaks))
+    matching = p["matching_method"]
+    cap = None if matching == "none" else p["clustering_max_spikes_per_channel"]
+    sampled = peaks[sample_peaks_per_channel(peaks, cap, seed)]
+    neighbourhoods = build_neighbourhoods(rec.get_channel_locations(), p["neighbourhood_radius_um"])
+    window = dict(ms_before=p["ms_before"], ms_after=p["ms_after"])
+    labels = np.zeros(0, dtype="int64")
+    if len(sampled) >= p["min_cluster_size"]:
+        features = extract_features(
+            rec,
+            sampled,
+            method=p["features_method"],
+            neighbourhoods=neighbourhoods,
+            n_components=p["n_components"],
+            denoising=p["denoising_method"],
+            seed=seed,
+            job_kwargs=job_kwargs,
+            **window,
+        )
+        labels = cluster(
+            features,
+            sampled,
+            method=p["clustering_method"],
+            min_cluster_size=p["min_cluster_size"],
+            min_samples=p["min_samples"],
+        )
+    else:
+        labels = np.full(len(sampled), -1, dtype="int64")
+    templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
+    labels = merge_similar(templates, labels, similarity_threshold=p["merge_similarity"])
+    templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
+    counts = np.bincount(labels[labels >= 0], minlength=templates.num_units)
+    templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], counts)
+    if matching == "none":
+        remap = np.full(counts.size + 1, -1, dtype="int64")
+        remap[kept] = np.arange(len(kept))
+        unit_of_peak = remap[labels]
+        spikes = sampled[unit_of_peak >= 0]
+        units = unit_of_peak[unit_of_peak >= 0]
+    else:
+        found = match_templates(
+            rec, templates, method=matching, noise_levels=noise_levels, detect_threshold=p["detect_threshold"],
+            peak_sign=p["peak_sign"], job_kwargs=job_kwargs,
+        )
+        spikes, units = found, found["cluster_index"]
+    sorting = _to_sorting(spikes, units, rec, templates.num_units)
+    return PipelineResult(sorting=sorting, templates=templates, num_peaks=len(peaks))
+
+
+def _to_sorting(spikes: np.ndarray, units: np.ndarray, recording, num_units: int) -> NumpySorting:
+    samples, labels = [], []
+    for segment in range(recording.get_num_segments()):
+        in_segment = spikes["segment_index"] == segment
+        samples.append(spikes["sample_index"][in_segment])
+        labels.append(units[in_segment])
+    return NumpySorting.from_samples_and_labels(
+        samples, labels, recording.sampling_frequency, unit_ids=np.arange(num_units)
+    )

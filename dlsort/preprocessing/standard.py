@@ -1,0 +1,52 @@
+"""Classical preprocessing with SpikeInterface: band-pass, common reference, motion correction."""
+
+from __future__ import annotations
+
+from dlsort.errors import check_choice
+
+MOTION_PRESETS = ("dredge_fast", "nonrigid_fast_and_accurate", "rigid_fast", "kilosort_like")
+
+
+def preprocess(
+    recording,
+    freq_min: float = 300.0,
+    freq_max: float = 6000.0,
+    common_reference: bool = True,
+    motion_correction: str | None = None,
+    job_kwargs: dict | None = None,
+):
+    """Band-pass filter, common-median reference and optionally motion-correct a recording.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        Raw (or already filtered) recording with a probe.
+    freq_min, freq_max : float, default: 300, 6000
+        Band-pass corners in Hz; ``freq_max`` is clipped below Nyquist.
+    common_reference : bool, default: True
+        Subtract the median across channels at every sample (needs >= 3 channels to act).
+    motion_correction : str or None, default: None
+        A SpikeInterface ``correct_motion`` preset (one of ``MOTION_PRESETS``) or None.
+    job_kwargs : dict or None
+        Job kwargs for the motion estimation.
+
+    Returns
+    -------
+    BaseRecording
+        Lazy float32 preprocessed recording.
+    """
+    import spikeinterface.preprocessing as spre
+
+    nyquist = recording.sampling_frequency / 2.0
+    if not 0 < freq_min < nyquist:
+        raise ValueError(f"freq_min={freq_min} Hz must be in (0, {nyquist}) for this sampling rate")
+    freq_max = min(freq_max, 0.95 * nyquist)
+    if freq_max <= freq_min:
+        raise ValueError(f"freq_max={freq_max} Hz must exceed freq_min={freq_min} Hz")
+    out = spre.bandpass_filter(recording, freq_min=freq_min, freq_max=freq_max, dtype="float32")
+    if common_reference and recording.get_num_channels() >= 3:
+        out = spre.common_reference(out, reference="global", operator="median")
+    if motion_correction is not None:
+        check_choice("motion_correction", motion_correction, MOTION_PRESETS)
+        out = spre.correct_motion(out, preset=motion_correction, **dict(job_kwargs or {}))
+    return out

@@ -1,0 +1,54 @@
+"""``provenance.json``: what produced a sorting (versions, parameters, models)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def build_provenance(params: dict, models: list[dict], device: str, num_peaks: int, num_units: int) -> dict:
+    """Assemble the provenance record of one sort.
+
+    Parameters
+    ----------
+    params : dict
+        Every parameter used.
+    models : list of dict
+        Every network used, each with ``id`` and ``sha256``.
+    device : str
+        Device the neural stages ran on.
+    num_peaks, num_units : int
+        Peaks detected and units returned.
+
+    Returns
+    -------
+    dict
+    """
+    import numpy
+    import spikeinterface
+    import torch
+
+    from dlsort import __version__
+
+    return {
+        "dlsort_version": __version__,
+        "spikeinterface_version": spikeinterface.__version__,
+        "numpy_version": numpy.__version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device,
+        "parameters": params,
+        "models": models,
+        "num_peaks": int(num_peaks),
+        "num_units": int(num_units),
+    }
+
+
+def write_provenance(folder: Path, provenance: dict) -> Path:
+    """Write ``provenance.json`` into ``folder`` and return its path."""
+    path = Path(folder) / "provenance.json"
+    path.write_text(json.dumps(provenance, indent=2, sort_keys=True))
+    return path

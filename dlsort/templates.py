@@ -1,0 +1,193 @@
+"""Templates of clustered peaks: estimation, similarity merges and cleaning.
+
+Templates are averages of the preprocessed recording around a bounded random sample of each
+cluster's peaks (SpikeInterface's streaming accumulator), so their cost does not grow with the
+recording length.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from spikeinterface.core import Templates
+from spikeinterface.core.waveform_tools import estimate_templates_with_accumulator
+
+
+def estimate_templates(
+    recording,
+    peaks: np.ndarray,
+    labels: np.ndarray,
+    ms_before: float,
+    ms_after: float,
+    max_spikes_per_unit: int = 500,
+    seed: int | None = None,
+    job_kwargs: dict | None = None,
+) -> Templates:
+    """Average waveforms of each label (labels >= 0, unit id = label).
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        Preprocessed recording.
+    peaks : np.ndarray
+        Peak array.
+    labels : np.ndarray
+        One label per peak, -1 ignored; labels must be 0..n-1.
+    ms_before, ms_after : float
+        Template window.
+    max_spikes_per_unit : int, default: 500
+        Peaks averaged per label (a random sample).
+    seed : int or None
+    job_kwargs : dict or None
+
+    Returns
+    -------
+    Templates
+        Dense templates, unit ids 0..n-1.
+    """
+    fs = recording.sampling_frequency
+    nbefore, nafter = int(ms_before * fs / 1000.0), int(ms_after * fs / 1000.0)
+    num_units = int(labels.max()) + 1 if np.any(labels >= 0) else 0
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for unit in range(num_units):
+        members = np.flatnonzero(labels == unit)
+        chosen.append(rng.choice(members, size=min(max_spikes_per_unit, len(members)), replace=False))
+    chosen = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype="int64")
+    spikes = np.zeros(len(chosen), dtype=[("sample_index", "int64"), ("unit_index", "int64"), ("segment_index", "int64")])
+    spikes["sample_index"] = peaks["sample_index"][chosen]
+    spikes["unit_index"] = labels[chosen]
+    spikes["segment_index"] = peaks["segment_index"][chosen]
+    order = np.lexsort((spikes["sample_index"], spikes["segment_index"]))
+    spikes = spikes[order]
+    if num_units == 0:
+        array = np.zeros((0, nbefore + nafter, recording.get_num_channels()), dtype="float32")
+    else:
+        array = estimate_templates_with_accumulator(
+            recording, spikes, np.arange(num_units), nbefore, nafter, return_in_uV=False,
+            job_name="templates", **dict(job_kwargs or {}),
+        )
+    return Templates(
+        templates_array=array.astype("float32"),
+        sampling_frequency=fs,
+        nbefore=nbefore,
+        channel_ids=recording.channel_ids,
+        unit_ids=np.arange(num_units),
+        probe=recording.get_probe(),
+        is_in_uV=False,
+    )
+
+
+def lagged_cosine_similarity(templates_array: np.ndarray, max_shift: int) -> np.ndarray:
+    """Cosine similarity of every pair of templates, maximised over lags of up to ``max_shift`` samples.
+
+    Parameters
+    ----------
+    templates_array : np.ndarray
+        (num_units, num_samples, num_channels).
+    max_shift : int
+        Largest lag in samples, in both directions.
+
+    Returns
+    -------
+    np.ndarray
+        (num_units, num_units) similarity in [-1, 1].
+    """
+    num_units, num_samples, _ = templates_array.shape
+    if not 0 <= max_shift < num_samples:
+        raise ValueError(f"max_shift must be in [0, {num_samples}), got {max_shift}")
+    norms = np.linalg.norm(templates_array.reshape(num_units, -1), axis=1)
+    norms = np.where(norms > 0, norms, 1.0)
+    best = np.full((num_units, num_units), -np.inf)
+    length = num_samples - max_shift
+    for shift in range(-max_shift, max_shift + 1):
+        first = templates_array[:, max(shift, 0) : max(shift, 0) + length].reshape(num_units, -1)
+        second = templates_array[:, max(-shift, 0) : max(-shift, 0) + length].reshape(num_units, -1)
+        best = np.maximum(best, first @ second.T)
+    return best / np.outer(norms, norms)
+
+
+def merge_similar(templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.9, max_shift: int = 3) -> np.ndarray:
+    """Merge labels whose templates are similar (cosine similarity with small lags).
+
+    Parameters
+    ----------
+    templates : Templates
+        Templates of ``labels`` (unit id = label).
+    labels : np.ndarray
+        One label per peak.
+    similarity_threshold : float, default: 0.9
+        Pairs at or above it merge (transitively).
+    max_shift : int, default: 3
+        Samples of lag explored when comparing two templates.
+
+    Returns
+    -------
+    np.ndarray
+        New labels 0..m-1 (-1 kept).
+    """
+    n = templates.num_units
+    if n < 2:
+        return labels.copy()
+    array = templates.templates_array
+    similarity = lagged_cosine_similarity(array, max_shift)
+    amplitude = np.abs(array).max(axis=(1, 2))
+    ratio = np.minimum(amplitude[:, None], amplitude[None, :]) / np.maximum(amplitude[:, None], amplitude[None, :])
+    pairs = (similarity >= similarity_threshold) & (ratio >= 0.5)
+    parent = np.arange(n)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(pairs, k=1))):
+        parent[root(i)] = root(j)
+    roots = np.array([root(i) for i in range(n)])
+    _, new_ids = np.unique(roots, return_inverse=True)
+    out = np.full(len(labels), -1, dtype="int64")
+    out[labels >= 0] = new_ids[labels[labels >= 0]]
+    return out
+
+
+def clean_templates(templates: Templates, noise_levels: np.ndarray, min_snr: float, counts: np.ndarray) -> tuple[Templates, np.ndarray]:
+    """Drop templates too small to match reliably and sparsify the rest.
+
+    Parameters
+    ----------
+    templates : Templates
+    noise_levels : np.ndarray
+        Per-channel noise of the recording the templates come from.
+    min_snr : float
+        Templates whose peak amplitude is below ``min_snr`` times the noise level of their
+        best channel are dropped.
+    counts : np.ndarray
+        Number of clustered peaks of each template; empty templates are dropped.
+
+    Returns
+    -------
+    templates : Templates
+        Kept templates, sparse (channels where the template exceeds the noise level),
+        unit ids 0..m-1.
+    kept : np.ndarray
+        Indices of the kept input templates.
+    """
+    array = templates.templates_array
+    snr_per_channel = np.abs(array).max(axis=1) / noise_levels[None, :]
+    kept = np.flatnonzero((snr_per_channel.max(axis=1) >= min_snr) & (counts > 0))
+    array = array[kept]
+    mask = snr_per_channel[kept] >= 1.0
+    mask[np.arange(len(kept)), snr_per_channel[kept].argmax(axis=1)] = True
+    sparse = Templates(
+        templates_array=array * mask[:, None, :],
+        sampling_frequency=templates.sampling_frequency,
+        nbefore=templates.nbefore,
+        channel_ids=templates.channel_ids,
+        unit_ids=np.arange(len(kept)),
+        probe=templates.probe,
+        is_in_uV=templates.is_in_uV,
+    )
+    from spikeinterface.core.sparsity import ChannelSparsity
+
+    sparsity = ChannelSparsity(mask, sparse.unit_ids, sparse.channel_ids)
+    return sparse.to_sparse(sparsity), kept
