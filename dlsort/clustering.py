@@ -108,7 +108,9 @@ def cluster(
     points = np.concatenate([features.locations / location_scale_um, main / spread], axis=1)
     labels = _hdbscan(points, min_cluster_size, min_samples)
     if split_components > 0:
-        labels = _split_clusters(features, peaks["channel_index"], labels, min_cluster_size, min_samples, split_components)
+        labels = _split_clusters(
+            features, peaks["channel_index"], labels, min_cluster_size, min_samples, split_components
+        )
     return _relabel(labels)
 
 
@@ -121,7 +123,9 @@ def _split_clusters(features, channels, labels, min_cluster_size, min_samples, n
             continue
         centre = int(np.bincount(channels[members]).argmax())
         relaid = relay_on_neighbourhood(features.subset(members), channels[members], centre)
-        local = _hdbscan(_principal_scores(relaid.reshape(len(members), -1), n_components), min_cluster_size, min_samples)
+        local = _hdbscan(
+            _principal_scores(relaid.reshape(len(members), -1), n_components), min_cluster_size, min_samples
+        )
         parts = np.unique(local[local >= 0])
         if len(parts) < 2:
             continue

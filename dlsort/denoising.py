@@ -7,7 +7,7 @@ are (the classical pipeline); neural denoisers plug in beside it in ``DENOISING_
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

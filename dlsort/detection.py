@@ -8,7 +8,7 @@ beside it in ``DETECTION_METHODS``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -35,9 +35,7 @@ def _detect_threshold(
     )
     if noise_levels is not None:
         method_kwargs["noise_levels"] = noise_levels
-    return si_detect_peaks(
-        recording, method="locally_exclusive", method_kwargs=method_kwargs, job_kwargs=job_kwargs
-    )
+    return si_detect_peaks(recording, method="locally_exclusive", method_kwargs=method_kwargs, job_kwargs=job_kwargs)
 
 
 DETECTION_METHODS: dict[str, Callable[..., np.ndarray]] = {"threshold": _detect_threshold}

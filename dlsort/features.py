@@ -16,7 +16,7 @@ from spikeinterface.core.node_pipeline import PeakRetriever, PipelineNode, run_n
 
 from dlsort.denoising import denoise_snippets
 from dlsort.errors import check_choice
-from dlsort.waveforms import NeighbourhoodWaveforms, Neighbourhoods
+from dlsort.waveforms import Neighbourhoods, NeighbourhoodWaveforms
 
 FEATURE_METHODS = ("tpca",)
 
@@ -68,7 +68,7 @@ class PeakFeatures:
         """(num_peaks, n_components * width + 2) matrix: flattened embedding then location."""
         return np.concatenate([self.embedding.reshape(len(self), -1), self.locations], axis=1)
 
-    def subset(self, indices: np.ndarray) -> "PeakFeatures":
+    def subset(self, indices: np.ndarray) -> PeakFeatures:
         """Features of the peaks at ``indices``."""
         return PeakFeatures(self.embedding[indices], self.locations[indices], self.neighbourhoods)
 

@@ -49,8 +49,16 @@ def match_templates(
 
     check_choice("matching method", method, MATCHING_METHODS)
     if templates.num_units == 0:
-        return np.zeros(0, dtype=[("sample_index", "int64"), ("channel_index", "int64"), ("cluster_index", "int64"),
-                                  ("amplitude", "float64"), ("segment_index", "int64")])
+        return np.zeros(
+            0,
+            dtype=[
+                ("sample_index", "int64"),
+                ("channel_index", "int64"),
+                ("cluster_index", "int64"),
+                ("amplitude", "float64"),
+                ("segment_index", "int64"),
+            ],
+        )
     method_kwargs: dict = {}
     if method in ("tdc-peeler", "nearest"):
         method_kwargs.update(noise_levels=noise_levels, detect_threshold=detect_threshold, peak_sign=peak_sign)

@@ -43,7 +43,9 @@ class Parameter:
 
 PARAMETERS: dict[str, Parameter] = {
     "freq_min": Parameter(300.0, "High-pass corner of the band-pass filter (Hz).", float, low=1.0),
-    "freq_max": Parameter(6000.0, "Low-pass corner of the band-pass filter (Hz), clipped below Nyquist.", float, low=10.0),
+    "freq_max": Parameter(
+        6000.0, "Low-pass corner of the band-pass filter (Hz), clipped below Nyquist.", float, low=10.0
+    ),
     "common_reference": Parameter(True, "Subtract the common median across channels.", bool),
     "motion_correction": Parameter(
         None,
@@ -53,11 +55,15 @@ PARAMETERS: dict[str, Parameter] = {
         nullable=True,
     ),
     "detection_method": Parameter("threshold", "Spike detection method.", str, choices=("threshold",)),
-    "detect_threshold": Parameter(5.0, "Detection threshold in multiples of the noise level (MAD).", float, low=1.0, high=100.0),
+    "detect_threshold": Parameter(
+        5.0, "Detection threshold in multiples of the noise level (MAD).", float, low=1.0, high=100.0
+    ),
     "peak_sign": Parameter("neg", "Sign of the spike peaks to detect.", str, choices=("neg", "pos", "both")),
     "exclude_sweep_ms": Parameter(0.5, "Temporal exclusion around a detected peak (ms).", float, low=0.0, high=5.0),
     "detection_radius_um": Parameter(50.0, "Spatial exclusion radius of the detector (um).", float, low=0.0),
-    "neighbourhood_radius_um": Parameter(75.0, "Radius of the channel neighbourhood of each spike (um).", float, low=1.0),
+    "neighbourhood_radius_um": Parameter(
+        75.0, "Radius of the channel neighbourhood of each spike (um).", float, low=1.0
+    ),
     "ms_before": Parameter(1.0, "Snippet and template window before the peak (ms).", float, low=0.1, high=10.0),
     "ms_after": Parameter(1.5, "Snippet and template window after the peak (ms).", float, low=0.1, high=10.0),
     "denoising_method": Parameter("none", "Waveform denoising method.", str, choices=("none",)),
@@ -69,8 +75,12 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "min_cluster_size": Parameter(20, "Smallest cluster HDBSCAN may form.", int, low=2),
     "min_samples": Parameter(5, "HDBSCAN density smoothing (larger = more peaks called noise).", int, low=1),
-    "merge_similarity": Parameter(0.9, "Cosine similarity of templates above which clusters merge.", float, low=0.0, high=1.0),
-    "min_template_snr": Parameter(4.0, "Templates whose peak is below this many noise levels are dropped.", float, low=0.0),
+    "merge_similarity": Parameter(
+        0.9, "Cosine similarity of templates above which clusters merge.", float, low=0.0, high=1.0
+    ),
+    "min_template_snr": Parameter(
+        4.0, "Templates whose peak is below this many noise levels are dropped.", float, low=0.0
+    ),
     "matching_method": Parameter(
         "circus-omp",
         "Template matching engine that finds every spike of every unit, or 'none' to keep the clustered peaks "
@@ -78,7 +88,9 @@ PARAMETERS: dict[str, Parameter] = {
         str,
         choices=("circus-omp", "wobble", "tdc-peeler", "nearest", "none"),
     ),
-    "device": Parameter("auto", "Device of the neural stages: 'auto', 'cpu' or 'cuda'.", str, choices=("auto", "cpu", "cuda")),
+    "device": Parameter(
+        "auto", "Device of the neural stages: 'auto', 'cpu' or 'cuda'.", str, choices=("auto", "cpu", "cuda")
+    ),
     "seed": Parameter(0, "Seed of every random choice.", int, low=0),
     "n_jobs": Parameter(-1, "Parallel workers (-1 = all cores).", int),
     "chunk_duration": Parameter("1s", "Duration of the chunks the recording is processed in.", str),

@@ -154,8 +154,13 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         units = unit_of_peak[unit_of_peak >= 0]
     else:
         found = match_templates(
-            rec, templates, method=matching, noise_levels=noise_levels, detect_threshold=p["detect_threshold"],
-            peak_sign=p["peak_sign"], job_kwargs=job_kwargs,
+            rec,
+            templates,
+            method=matching,
+            noise_levels=noise_levels,
+            detect_threshold=p["detect_threshold"],
+            peak_sign=p["peak_sign"],
+            job_kwargs=job_kwargs,
         )
         spikes, units = found, found["cluster_index"]
     sorting = _to_sorting(spikes, units, rec, templates.num_units)

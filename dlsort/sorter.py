@@ -15,7 +15,11 @@ TEMPLATES_FILE = "templates.npy"
 
 def job_kwargs_from_params(params: dict) -> dict:
     """SpikeInterface job kwargs taken from dlsort parameters."""
-    return {"n_jobs": params["n_jobs"], "chunk_duration": params["chunk_duration"], "progress_bar": params["progress_bar"]}
+    return {
+        "n_jobs": params["n_jobs"],
+        "chunk_duration": params["chunk_duration"],
+        "progress_bar": params["progress_bar"],
+    }
 
 
 class DlsortSorter(BaseSorter):
@@ -50,14 +54,22 @@ class DlsortSorter(BaseSorter):
         return params.get("device", "auto") != "cpu"
 
     @classmethod
+    def initialize_folder(cls, recording, output_folder, verbose, remove_existing_folder):
+        # Check the recording before SpikeInterface dumps it or removes an existing folder.
+        from dlsort.validation import check_recording
+
+        check_recording(recording)
+        return super().initialize_folder(recording, output_folder, verbose, remove_existing_folder)
+
+    @classmethod
     def _check_params(cls, recording, output_folder, params: dict) -> dict:
         from dlsort.params import validate_params
-        from dlsort.validation import check_recording, resolve_device
+        from dlsort.validation import check_duration, resolve_device
 
         params = validate_params(params)
         resolve_device(params["device"])
         chunk_s = _chunk_seconds(recording, params["chunk_duration"])
-        check_recording(recording, chunk_s, params["ms_before"], params["ms_after"])
+        check_duration(recording, chunk_s, params["ms_before"], params["ms_after"])
         return params
 
     @classmethod
@@ -101,5 +113,7 @@ def _chunk_seconds(recording, chunk_duration: str) -> float:
     except (ValueError, AssertionError) as error:
         from dlsort.errors import DlsortInputError
 
-        raise DlsortInputError(f"chunk_duration={chunk_duration!r} is not understood ({error}); use e.g. '1s' or '500ms'") from error
+        raise DlsortInputError(
+            f"chunk_duration={chunk_duration!r} is not understood ({error}); use e.g. '1s' or '500ms'"
+        ) from error
     return chunk_size / recording.sampling_frequency

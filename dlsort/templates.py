@@ -53,7 +53,9 @@ def estimate_templates(
         members = np.flatnonzero(labels == unit)
         chosen.append(rng.choice(members, size=min(max_spikes_per_unit, len(members)), replace=False))
     chosen = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype="int64")
-    spikes = np.zeros(len(chosen), dtype=[("sample_index", "int64"), ("unit_index", "int64"), ("segment_index", "int64")])
+    spikes = np.zeros(
+        len(chosen), dtype=[("sample_index", "int64"), ("unit_index", "int64"), ("segment_index", "int64")]
+    )
     spikes["sample_index"] = peaks["sample_index"][chosen]
     spikes["unit_index"] = labels[chosen]
     spikes["segment_index"] = peaks["segment_index"][chosen]
@@ -63,8 +65,14 @@ def estimate_templates(
         array = np.zeros((0, nbefore + nafter, recording.get_num_channels()), dtype="float32")
     else:
         array = estimate_templates_with_accumulator(
-            recording, spikes, np.arange(num_units), nbefore, nafter, return_in_uV=False,
-            job_name="templates", **dict(job_kwargs or {}),
+            recording,
+            spikes,
+            np.arange(num_units),
+            nbefore,
+            nafter,
+            return_in_uV=False,
+            job_name="templates",
+            **dict(job_kwargs or {}),
         )
     return Templates(
         templates_array=array.astype("float32"),
@@ -97,16 +105,18 @@ def lagged_cosine_similarity(templates_array: np.ndarray, max_shift: int) -> np.
         raise ValueError(f"max_shift must be in [0, {num_samples}), got {max_shift}")
     norms = np.linalg.norm(templates_array.reshape(num_units, -1), axis=1)
     norms = np.where(norms > 0, norms, 1.0)
+    flat = templates_array.reshape(num_units, -1)
+    padded = np.pad(templates_array, ((0, 0), (max_shift, max_shift), (0, 0)))
     best = np.full((num_units, num_units), -np.inf)
-    length = num_samples - max_shift
-    for shift in range(-max_shift, max_shift + 1):
-        first = templates_array[:, max(shift, 0) : max(shift, 0) + length].reshape(num_units, -1)
-        second = templates_array[:, max(-shift, 0) : max(-shift, 0) + length].reshape(num_units, -1)
-        best = np.maximum(best, first @ second.T)
+    for start in range(2 * max_shift + 1):
+        shifted = padded[:, start : start + num_samples].reshape(num_units, -1)
+        best = np.maximum(best, flat @ shifted.T)
     return best / np.outer(norms, norms)
 
 
-def merge_similar(templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.9, max_shift: int = 3) -> np.ndarray:
+def merge_similar(
+    templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.9, max_shift: int = 3
+) -> np.ndarray:
     """Merge labels whose templates are similar (cosine similarity with small lags).
 
     Parameters
@@ -150,7 +160,9 @@ def merge_similar(templates: Templates, labels: np.ndarray, similarity_threshold
     return out
 
 
-def clean_templates(templates: Templates, noise_levels: np.ndarray, min_snr: float, counts: np.ndarray) -> tuple[Templates, np.ndarray]:
+def clean_templates(
+    templates: Templates, noise_levels: np.ndarray, min_snr: float, counts: np.ndarray
+) -> tuple[Templates, np.ndarray]:
     """Drop templates too small to match reliably and sparsify the rest.
 
     Parameters

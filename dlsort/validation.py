@@ -7,20 +7,16 @@ import numpy as np
 from dlsort.errors import DlsortInputError
 
 
-def check_recording(recording, chunk_duration_s: float, ms_before: float, ms_after: float) -> None:
-    """Raise :class:`DlsortInputError` when ``recording`` cannot be sorted.
+def check_recording(recording) -> None:
+    """Raise :class:`DlsortInputError` when ``recording`` cannot be sorted, whatever the parameters.
 
     Checks: it is a SpikeInterface recording with at least one channel, channel locations
-    (a probe), distinct locations, every segment at least one chunk long, and finite samples
-    (a sample of chunks is read: NaN or inf there is reported).
+    (a probe), distinct locations, and finite samples (ten chunks spread over each segment are
+    read: NaN or inf there is reported).
 
     Parameters
     ----------
     recording : BaseRecording
-    chunk_duration_s : float
-        Chunk duration the pipeline processes the recording in.
-    ms_before, ms_after : float
-        Snippet window (a segment must hold at least one).
     """
     from spikeinterface.core import BaseRecording
 
@@ -31,11 +27,25 @@ def check_recording(recording, chunk_duration_s: float, ms_before: float, ms_aft
     if not recording.has_probe() and "location" not in recording.get_property_keys():
         raise DlsortInputError(
             "the recording has no probe / channel locations; attach one with recording.set_probe(probe) "
-            "(see probeinterface) or recording.set_channel_locations(locations)"
+            "(see probeinterface) or recording.set_dummy_probe_from_locations(locations)"
         )
     locations = recording.get_channel_locations()
     if len(np.unique(locations, axis=0)) != len(locations):
         raise DlsortInputError("several channels share the same location; fix the probe's contact positions")
+    _check_finite(recording, chunk_size=int(recording.sampling_frequency))
+
+
+def check_duration(recording, chunk_duration_s: float, ms_before: float, ms_after: float) -> None:
+    """Raise :class:`DlsortInputError` when a segment is shorter than one chunk or one snippet window.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+    chunk_duration_s : float
+        Chunk duration the pipeline processes the recording in.
+    ms_before, ms_after : float
+        Snippet window.
+    """
     fs = recording.sampling_frequency
     minimum = max(int(round(chunk_duration_s * fs)), int((ms_before + ms_after) * fs / 1000.0) + 1)
     for segment in range(recording.get_num_segments()):
@@ -45,7 +55,6 @@ def check_recording(recording, chunk_duration_s: float, ms_before: float, ms_aft
                 f"segment {segment} has {num_samples} samples ({num_samples / fs:.3f} s), shorter than one chunk "
                 f"({minimum} samples = {minimum / fs:.3f} s); use a longer recording or a smaller chunk_duration"
             )
-    _check_finite(recording, minimum)
 
 
 def _check_finite(recording, chunk_size: int, num_chunks: int = 10) -> None:
@@ -53,7 +62,9 @@ def _check_finite(recording, chunk_size: int, num_chunks: int = 10) -> None:
         num_samples = recording.get_num_samples(segment)
         starts = np.unique(np.linspace(0, max(num_samples - chunk_size, 0), num_chunks).astype(int))
         for start in starts:
-            traces = recording.get_traces(segment_index=segment, start_frame=start, end_frame=min(start + chunk_size, num_samples))
+            traces = recording.get_traces(
+                segment_index=segment, start_frame=start, end_frame=min(start + chunk_size, num_samples)
+            )
             if not np.all(np.isfinite(traces)):
                 bad = np.flatnonzero(~np.isfinite(traces).all(axis=0))
                 raise DlsortInputError(

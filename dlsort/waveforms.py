@@ -56,7 +56,9 @@ def build_neighbourhoods(channel_locations: np.ndarray, radius_um: float) -> Nei
     """
     locations = np.asarray(channel_locations, dtype="float64")
     if locations.ndim != 2 or locations.shape[0] == 0:
-        raise ValueError(f"channel_locations must be (num_channels, ndim) with num_channels >= 1, got {locations.shape}")
+        raise ValueError(
+            f"channel_locations must be (num_channels, ndim) with num_channels >= 1, got {locations.shape}"
+        )
     if radius_um <= 0:
         raise ValueError(f"radius_um must be > 0, got {radius_um}")
     distances = np.linalg.norm(locations[:, None, :] - locations[None, :, :], axis=2)
@@ -69,8 +71,12 @@ def build_neighbourhoods(channel_locations: np.ndarray, radius_um: float) -> Nei
 
 
 def cut_snippets(
-    traces: np.ndarray, sample_indices: np.ndarray, centre_channels: np.ndarray, neighbourhoods: Neighbourhoods,
-    nbefore: int, nafter: int,
+    traces: np.ndarray,
+    sample_indices: np.ndarray,
+    centre_channels: np.ndarray,
+    neighbourhoods: Neighbourhoods,
+    nbefore: int,
+    nafter: int,
 ) -> np.ndarray:
     """Cut snippets on the neighbourhood of each centre channel, without a Python loop.
 

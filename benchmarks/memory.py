@@ -1,0 +1,254 @@
+"""Peak memory of dlsort against recording length.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/memory.py [--minutes 1 5 20] [--workdir benchmarks/work]
+        [--output docs/benchmarks.md]
+
+Each length runs in a fresh subprocess that builds a lazy 64-channel Neuropixels 1.0 ground-truth
+recording (40 units, 30 kHz, seeded; never written to disk), calls
+``dlsort.pipeline.run_pipeline`` on it with ``n_jobs=2, chunk_duration="1s"`` and reports
+``ru_maxrss`` of itself and of its (process) workers, the wall time, and the peak RSS of the
+process tree sampled every 0.2 s, split by pipeline stage. Results go to
+``<workdir>/memory/<minutes>min.json`` and the section "Peak memory vs recording length" of the
+report. Linux only (reads ``/proc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import one_line, write_report  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+JOB_KWARGS = {"n_jobs": 2, "chunk_duration": "1s", "progress_bar": False}
+# Functions of dlsort.pipeline that are timed and memory-profiled as stages (wrapped at run time).
+STAGES = ["preprocess", "get_noise_levels", "detect_peaks", "sample_peaks_per_channel", "build_neighbourhoods",
+          "extract_features", "cluster", "estimate_templates", "merge_similar", "clean_templates",
+          "match_templates", "_to_sorting"]
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB (0 if it has gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """Process ids of every live descendant of ``pid``."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+class MemorySampler:
+    """Background thread that samples the RSS of this process tree and keeps the peak per stage.
+
+    Attributes
+    ----------
+    stage : str
+        Label the next samples are attributed to.
+    stages : dict
+        Stage -> {"peak_total_kib", "peak_self_kib", "time_s"}.
+    peak_total_kib : int
+        Highest sampled RSS of this process plus its descendants.
+    peak_stage : str
+        Stage during which that peak was sampled.
+    """
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        self.interval_s = interval_s
+        self.stage = "setup"
+        self.stages: dict[str, dict] = {}
+        self.peak_total_kib = 0
+        self.peak_stage = "setup"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> None:
+        """Take one sample now and attribute it to the current stage."""
+        me = os.getpid()
+        own = rss_kib(me)
+        total = own + sum(rss_kib(pid) for pid in descendants(me))
+        entry = self.stages.setdefault(self.stage, {"peak_total_kib": 0, "peak_self_kib": 0, "time_s": 0.0})
+        entry["peak_total_kib"] = max(entry["peak_total_kib"], total)
+        entry["peak_self_kib"] = max(entry["peak_self_kib"], own)
+        if total > self.peak_total_kib:
+            self.peak_total_kib, self.peak_stage = total, self.stage
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def wrap(self, name: str, function):
+        """Return ``function`` instrumented so that its calls count as stage ``name``."""
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            previous, self.stage = self.stage, name
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.sample()
+                self.stages[name]["time_s"] += time.perf_counter() - start
+                self.stage = previous
+
+        return wrapper
+
+
+def make_recording(minutes: float, seed: int = 42):
+    """Lazy 64-channel Neuropixels 1.0 ground-truth recording of ``minutes`` minutes.
+
+    Parameters
+    ----------
+    minutes : float
+    seed : int
+
+    Returns
+    -------
+    BaseRecording
+    """
+    from spikeinterface.core.generate import generate_ground_truth_recording
+
+    from dlsort.groundtruth import SAMPLING_FREQUENCY, make_probe
+
+    recording, _ = generate_ground_truth_recording(
+        durations=[60.0 * minutes],
+        sampling_frequency=SAMPLING_FREQUENCY,
+        num_units=40,
+        probe=make_probe("np1", 64),
+        generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
+        noise_kwargs=dict(noise_levels=5.0, strategy="tile_pregenerated"),
+        generate_unit_locations_kwargs=dict(margin_um=10.0, minimum_z=5.0, maximum_z=45.0, minimum_distance=20),
+        seed=seed,
+    )
+    return recording
+
+
+def run_one(minutes: float, workdir: Path) -> dict:
+    """Sort ``minutes`` of lazy recording in this process and record time and memory.
+
+    Parameters
+    ----------
+    minutes : float
+    workdir : Path
+
+    Returns
+    -------
+    dict
+        The record (also written to ``<workdir>/memory/<minutes>min.json``).
+    """
+    import dlsort.pipeline as pipeline
+    from dlsort.params import validate_params
+
+    record = {"minutes": minutes, "status": "running", "job_kwargs": JOB_KWARGS,
+              "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    sampler = MemorySampler()
+    for name in STAGES:
+        if hasattr(pipeline, name):
+            setattr(pipeline, name, sampler.wrap(name, getattr(pipeline, name)))
+    params = validate_params({key: JOB_KWARGS[key] for key in ("n_jobs", "chunk_duration", "progress_bar")})
+    sampler.start()
+    try:
+        recording = make_recording(minutes)
+        record["maxrss_self_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        result = pipeline.run_pipeline(recording, params, JOB_KWARGS)
+        record["wall_time_s"] = time.perf_counter() - start
+        record.update(status="ok", num_peaks=int(result.num_peaks), num_units=int(result.sorting.get_num_units()),
+                      num_spikes=int(result.sorting.count_total_num_spikes()))
+    except Exception as error:
+        import traceback
+
+        traceback.print_exc()
+        record.update(status="failed", error=one_line(f"{type(error).__name__}: {error}"))
+    finally:
+        sampler.stop()
+    record.update(
+        maxrss_self_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        maxrss_children_kib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        sampled_peak_total_kib=sampler.peak_total_kib,
+        peak_stage=sampler.peak_stage,
+        stages=sampler.stages,
+    )
+    path = workdir / "memory" / f"{minutes:g}min.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def run_in_subprocess(minutes: float, workdir: Path) -> dict:
+    """Run ``run_one`` in a fresh interpreter and return its record."""
+    path = workdir / "memory" / f"{minutes:g}min.json"
+    path.unlink(missing_ok=True)
+    log_path = workdir / "memory" / f"{minutes:g}min.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(log_path, "w") as log:
+        returncode = subprocess.run([sys.executable, __file__, "--run-one", f"{minutes:g}", "--workdir", str(workdir)],
+                                    stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+    if path.exists():
+        return json.loads(path.read_text())
+    record = {"minutes": minutes, "status": "failed", "error": f"subprocess exited with code {returncode}"}
+    path.write_text(json.dumps(record))
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", nargs="+", type=float, default=[1.0, 5.0, 20.0])
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--run-one", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    workdir = args.workdir.resolve()
+    if args.run_one is not None:
+        run_one(args.run_one, workdir)
+        return
+    command = "python benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    for minutes in args.minutes:
+        print(f"[{time.strftime('%H:%M:%S')}] {minutes:g} min", flush=True)
+        record = run_in_subprocess(minutes, workdir)
+        print(f"    {record['status']} {record.get('wall_time_s', float('nan')):.1f} s "
+              f"peak {record.get('sampled_peak_total_kib', 0) / 1024:.0f} MiB {record.get('error', '')}", flush=True)
+        write_report(workdir, args.output, memory_command=command)
+
+
+if __name__ == "__main__":
+    main()

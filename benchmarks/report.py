@@ -1,0 +1,237 @@
+"""Markdown report of the benchmark results stored in a work directory (``docs/benchmarks.md``).
+
+Both ``run_benchmark.py`` and ``memory.py`` call ``write_report`` after every run, so the report
+always shows whatever has finished. It reads:
+
+- ``<workdir>/<case>/prepared.json`` and ``<workdir>/<case>/results/<sorter>.json``;
+- ``<workdir>/memory/<minutes>min.json``;
+- ``<workdir>/commands.json`` (the commands that produced them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+CASE_ORDER = ["S", "M", "D"]
+SORTER_ORDER = ["dlsort", "spykingcircus2", "tridesclous2", "lupin", "mountainsort5", "kilosort4"]
+REFERENCE_SORTER = "spykingcircus2"
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """Collapse ``text`` to one table-safe line of at most ``limit`` characters."""
+    text = " ".join(str(text).split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load_json_files(paths) -> list[dict]:
+    """Parse every JSON file of ``paths`` (unreadable ones are skipped)."""
+    records = []
+    for path in sorted(paths):
+        try:
+            records.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError):
+            continue
+    return records
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution, or "not installed"."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_commit(repo: Path) -> str:
+    """Short commit of the checkout plus "+changes" when the work tree differs from it."""
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "dlsort"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return commit + (" + uncommitted changes in dlsort/" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def record_commands(workdir: Path, **commands: str | None) -> dict:
+    """Merge ``commands`` (e.g. ``benchmark="python ..."``) into ``<workdir>/commands.json`` and return all."""
+    path = workdir / "commands.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored.update({key: value for key, value in commands.items() if value})
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stored, indent=1))
+    return stored
+
+
+def fmt(value, digits: int = 2) -> str:
+    """Format a number for a table cell ("—" for missing)."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def case_table(records: list[dict]) -> list[str]:
+    """Markdown table lines for the results of one case."""
+    from dlsort.evaluation import snr_bin_labels
+
+    bins = snr_bin_labels()
+    header = ["sorter", "wall time (s)", "real-time factor", f"time / {REFERENCE_SORTER}", "units found",
+              "well detected", "accuracy", "precision", "recall", "false-positive units"]
+    header += [f"SNR {label}" for label in bins] + ["status"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    reference = next((r for r in records if r["sorter"] == REFERENCE_SORTER and r["status"] == "ok"), None)
+    order = {name: i for i, name in enumerate(SORTER_ORDER)}
+    for record in sorted(records, key=lambda r: order.get(r["sorter"], len(order))):
+        ok = record["status"] == "ok"
+        wall = record.get("wall_time_s")
+        evaluation = record.get("evaluation") or {}
+        cells = [f"{record['sorter']} {record.get('sorter_version', '')}".strip(),
+                 fmt(wall, 1), fmt(wall / record["duration_s"] if ok else None),
+                 fmt(wall / reference["wall_time_s"] if ok and reference else None)]
+        if ok:
+            total = evaluation["num_gt_units"]
+            cells += [fmt(evaluation["num_units"]), f"{evaluation['well_detected']}/{total}",
+                      fmt(evaluation["accuracy"]), fmt(evaluation["precision"]), fmt(evaluation["recall"]),
+                      fmt(evaluation["false_positive_units"])]
+            by_snr = evaluation.get("well_detected_by_snr", {})
+            cells += [f"{by_snr[b][0]}/{by_snr[b][1]}" if b in by_snr else "—" for b in bins]
+            cells.append("ok")
+        else:
+            cells += ["—"] * (6 + len(bins))
+            cells.append(f"**{record['status']}**: {one_line(record.get('error', ''))}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def memory_table(records: list[dict]) -> list[str]:
+    """Markdown tables (summary and per stage) for the peak-memory runs."""
+    if not records:
+        return ["Not run yet."]
+    records = sorted(records, key=lambda r: r["minutes"])
+    mib = 1024.0
+    header = ["recording length (min)", "status", "wall time (s)", "real-time factor", "peak RSS main process (MiB)",
+              "peak RSS largest worker (MiB)", "peak RSS main + workers, sampled (MiB)", "stage at the peak",
+              "peaks detected", "units found"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in records:
+        ok = r["status"] == "ok"
+        lines.append("| " + " | ".join([
+            fmt(r["minutes"]), r["status"] if ok else f"**{r['status']}**: {one_line(r.get('error', ''))}",
+            fmt(r.get("wall_time_s"), 1), fmt(r["wall_time_s"] / (60 * r["minutes"]) if ok else None),
+            fmt(r["maxrss_self_kib"] / mib if ok else None, 0), fmt(r["maxrss_children_kib"] / mib if ok else None, 0),
+            fmt(r["sampled_peak_total_kib"] / mib if ok else None, 0), r.get("peak_stage", "—"),
+            fmt(r.get("num_peaks")), fmt(r.get("num_units")),
+        ]) + " |")
+    stages = []
+    for r in records:
+        for stage in r.get("stages", {}):
+            if stage not in stages:
+                stages.append(stage)
+    if stages:
+        lines += ["", "Per stage: sampled peak RSS of the main process plus its workers (MiB) / time in the stage (s).", ""]
+        header = ["stage"] + [f"{fmt(r['minutes'])} min" for r in records]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for stage in stages:
+            cells = [stage]
+            for r in records:
+                s = r.get("stages", {}).get(stage)
+                cells.append(f"{s['peak_total_kib'] / mib:.0f} / {s['time_s']:.1f}" if s else "—")
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(workdir: Path, output: Path, benchmark_command: str | None = None,
+                 memory_command: str | None = None) -> None:
+    """Rewrite ``output`` from every result stored in ``workdir``.
+
+    Parameters
+    ----------
+    workdir : Path
+        The benchmark work directory.
+    output : Path
+        The markdown file to write.
+    benchmark_command, memory_command : str or None
+        Commands to record (kept from earlier calls when None).
+    """
+    from dlsort.groundtruth import BENCHMARK_CASES
+
+    workdir = Path(workdir)
+    commands = record_commands(workdir, benchmark=benchmark_command, memory=memory_command)
+    repo = Path(__file__).resolve().parents[1]
+    case_records = {case: load_json_files((workdir / case / "results").glob("*.json")) for case in CASE_ORDER}
+    memory_records = load_json_files((workdir / "memory").glob("*min.json"))
+    all_records = [r for records in case_records.values() for r in records] + memory_records
+    starts = sorted(r["started_utc"] for r in all_records if "started_utc" in r)
+    versions = {}
+    for records in case_records.values():
+        for r in records:
+            if r.get("sorter_version"):
+                versions[r["sorter"]] = r["sorter_version"]
+
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `benchmarks/run_benchmark.py` and `benchmarks/memory.py` (tables are rewritten after every run; "
+        "a case or sorter missing below has not been run yet).",
+        "",
+        "## How this was produced",
+        "",
+        "Commands (from the repository root, with `PYTHONPATH=.` so the source tree is used):",
+        "",
+    ]
+    lines += [f"- `{commands[key]}`" for key in ("benchmark", "memory") if key in commands]
+    lines += [
+        "",
+        f"- Date (UTC): {starts[0] if starts else '—'} to {starts[-1] if starts else '—'} (start of the first and last run).",
+        f"- Machine: {os.cpu_count()} cores, CPU only (no GPU), 24 GiB RAM, {platform.system()} {platform.machine()}, "
+        f"Python {platform.python_version()}. Every sorter ran alone, one at a time, in its own subprocess, with "
+        "`n_jobs=2`. Timings are noisy: another engineer ran the test suite on the same 2 cores during these runs, "
+        "so compare sorters through the ratio columns and repeat before trusting differences below ~30 %.",
+        f"- Versions: spikeinterface {package_version('spikeinterface')}, dlsort "
+        f"{versions.get('dlsort', package_version('dlsort'))} (git {git_commit(repo)}), numpy {package_version('numpy')}, "
+        f"torch {package_version('torch')}, hdbscan {package_version('hdbscan')}, mountainsort5 "
+        f"{package_version('mountainsort5')}, kilosort {package_version('kilosort')}; spykingcircus2, tridesclous2 and "
+        "lupin are built into spikeinterface (their own version numbers are in the sorter column).",
+        "- Accuracy: `dlsort.evaluation.evaluate` (SpikeInterface `compare_sorter_to_ground_truth`, delta 0.4 ms, "
+        "well detected = accuracy >= 0.8; mean accuracy/precision/recall over ground-truth units, missed units count 0). "
+        "SNR bins use the ground-truth templates' peak SNR on the saved recording (`ground_truth_snrs`); a cell "
+        "`a/b` is a well-detected units out of b ground-truth units in that bin.",
+        "- Real-time factor = wall time of the `run_sorter` call / recording duration (below 1 = faster than real time). "
+        f"`time / {REFERENCE_SORTER}` = wall time / {REFERENCE_SORTER}'s wall time on the same case in this work directory.",
+        "- Sorter parameters: defaults, plus `job_kwargs=dict(n_jobs=2, progress_bar=False)` for spykingcircus2, "
+        "tridesclous2 and lupin, `n_jobs=2, progress_bar=False` for dlsort and mountainsort5, and also "
+        "`torch_device=\"cpu\"` for kilosort4. A run longer than the timeout is killed and reported as timed out.",
+        "",
+        "## Ground-truth cases",
+        "",
+    ]
+    for case in CASE_ORDER:
+        spec = BENCHMARK_CASES[case]
+        lines += [f"### Case {case}: {spec.description}", ""]
+        lines += [f"{spec.num_channels} channels, {spec.num_units} units, {spec.duration_s:g} s at 30 kHz, "
+                  f"drift +-{spec.drift_um:g} um, seed {spec.seed}.", ""]
+        lines += case_table(case_records[case]) if case_records[case] else ["Not run yet."]
+        lines.append("")
+    lines += [
+        "## Peak memory vs recording length",
+        "",
+        "dlsort (`dlsort.pipeline.run_pipeline`, default parameters, `n_jobs=2`, `chunk_duration=\"1s\"`) on a lazy "
+        "(never saved) 64-channel Neuropixels 1.0 recording from `generate_ground_truth_recording` (40 units, "
+        "30 kHz, noise 5 uV `tile_pregenerated`, seed 42), each length in a fresh process. "
+        "`ru_maxrss` of the process (RUSAGE_SELF) and of its largest waited-for worker (RUSAGE_CHILDREN is the "
+        "maximum over children, not a sum); the sampled column adds the RSS of the main process and all its "
+        "live descendants every 0.2 s, which is what the machine actually has to hold.",
+        "",
+    ]
+    lines += memory_table(memory_records)
+    lines.append("")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(lines))

@@ -1,0 +1,236 @@
+"""Ground-truth benchmark of dlsort against its SpikeInterface peers.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/run_benchmark.py [--cases S M D]
+        [--sorters dlsort spykingcircus2 tridesclous2 lupin mountainsort5 kilosort4]
+        [--workdir benchmarks/work] [--output docs/benchmarks.md] [--timeout-s 900]
+
+For each case of ``dlsort.groundtruth.BENCHMARK_CASES`` the recording is generated and saved
+once into the work directory (reused when already there), the ground-truth SNRs are computed
+once, then every sorter runs alone, in its own subprocess, with ``n_jobs=2``; a crash or a run
+longer than ``--timeout-s`` is recorded as a failed row instead of stopping the benchmark.
+Each (case, sorter) result is stored as ``<workdir>/<case>/results/<sorter>.json`` and the
+markdown report is rewritten after every sorter, so partial results are never lost.
+
+``--report-only`` rewrites the report from the JSON files already in the work directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import one_line, write_report  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ALL_SORTERS = ["dlsort", "spykingcircus2", "tridesclous2", "lupin", "mountainsort5", "kilosort4"]
+N_JOBS = 2
+
+
+def sorter_params(sorter: str) -> dict:
+    """Parameters that make ``sorter`` use 2 workers and stay quiet.
+
+    Parameters
+    ----------
+    sorter : str
+        SpikeInterface sorter name.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for ``run_sorter`` on top of the sorter's defaults.
+    """
+    if sorter in ("spykingcircus2", "tridesclous2", "lupin"):
+        return {"job_kwargs": {"n_jobs": N_JOBS, "progress_bar": False}}
+    if sorter == "kilosort4":
+        return {"n_jobs": N_JOBS, "progress_bar": False, "torch_device": "cpu"}
+    return {"n_jobs": N_JOBS, "progress_bar": False}  # dlsort, mountainsort5
+
+
+def case_folder(workdir: Path, case: str) -> Path:
+    """Folder of one case inside the work directory."""
+    return workdir / case
+
+
+def prepare_case(case: str, workdir: Path) -> None:
+    """Generate, save and measure the SNRs of ``case`` unless already done.
+
+    Parameters
+    ----------
+    case : str
+        Key of ``dlsort.groundtruth.BENCHMARK_CASES``.
+    workdir : Path
+        Work directory; writes ``<case>/recording``, ``<case>/gt_sorting`` and ``<case>/snrs.npy``.
+    """
+    import numpy as np
+    from spikeinterface.core import load
+
+    from dlsort.evaluation import ground_truth_snrs
+    from dlsort.groundtruth import BENCHMARK_CASES, generate_case
+
+    folder = case_folder(workdir, case)
+    done = folder / "prepared.json"
+    if done.exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    recording, gt_sorting = generate_case(BENCHMARK_CASES[case])
+    recording = recording.save(folder=folder / "recording", n_jobs=N_JOBS, progress_bar=False, overwrite=True)
+    gt_sorting.save(folder=folder / "gt_sorting", overwrite=True)
+    snrs = ground_truth_snrs(recording, load(folder / "gt_sorting"))
+    np.save(folder / "snrs.npy", snrs)
+    done.write_text(json.dumps({"duration_s": recording.get_total_duration(), "num_channels": recording.get_num_channels()}))
+
+
+def run_one(case: str, sorter: str, workdir: Path) -> dict:
+    """Run one sorter on one saved case and evaluate it (called in a subprocess).
+
+    Parameters
+    ----------
+    case, sorter : str
+    workdir : Path
+
+    Returns
+    -------
+    dict
+        The result record (also written to ``<case>/results/<sorter>.json``).
+    """
+    import numpy as np
+    from spikeinterface.core import load
+    from spikeinterface.sorters import run_sorter, sorter_dict
+
+    import dlsort  # noqa: F401  (registers the sorter)
+    from dlsort.evaluation import evaluate
+
+    folder = case_folder(workdir, case)
+    recording = load(folder / "recording")
+    gt_sorting = load(folder / "gt_sorting")
+    snrs = np.load(folder / "snrs.npy")
+    record = base_record(case, sorter, recording.get_total_duration())
+    try:
+        record["sorter_version"] = str(sorter_dict[sorter].get_sorter_version())
+        start = time.perf_counter()
+        sorting = run_sorter(
+            sorter, recording, folder=folder / "sorters" / sorter, remove_existing_folder=True,
+            verbose=False, raise_error=True, **sorter_params(sorter),
+        )
+        record["wall_time_s"] = time.perf_counter() - start
+        record["evaluation"] = evaluate(gt_sorting, sorting, snrs=snrs).as_dict()
+        record["status"] = "ok"
+    except Exception as error:  # recorded, never raised: one bad sorter must not stop the others
+        traceback.print_exc()
+        record["status"] = "failed"
+        record["error"] = one_line(f"{type(error).__name__}: {error}")
+    save_record(record, workdir)
+    return record
+
+
+def base_record(case: str, sorter: str, duration_s: float) -> dict:
+    """Skeleton of a result record."""
+    return {
+        "case": case,
+        "sorter": sorter,
+        "duration_s": duration_s,
+        "status": "running",
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "sorter_params": sorter_params(sorter),
+    }
+
+
+def save_record(record: dict, workdir: Path) -> Path:
+    """Write a result record as JSON and return its path."""
+    path = case_folder(workdir, record["case"]) / "results" / f"{record['sorter']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    return path
+
+
+def run_in_subprocess(case: str, sorter: str, workdir: Path, timeout_s: float) -> dict:
+    """Run ``run_one`` in a fresh interpreter, kill it after ``timeout_s`` and return its record.
+
+    Parameters
+    ----------
+    case, sorter : str
+    workdir : Path
+    timeout_s : float
+
+    Returns
+    -------
+    dict
+        The record the subprocess wrote, or a "failed"/"timed out" record written here.
+    """
+    duration = json.loads((case_folder(workdir, case) / "prepared.json").read_text())["duration_s"]
+    result_path = case_folder(workdir, case) / "results" / f"{sorter}.json"
+    result_path.unlink(missing_ok=True)
+    log_path = case_folder(workdir, case) / "logs" / f"{sorter}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, __file__, "--run-one", case, sorter, "--workdir", str(workdir)]
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            returncode = process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the sorter's own worker processes too
+            process.wait()
+            record = base_record(case, sorter, duration)
+            record.update(status="timed out", wall_time_s=time.perf_counter() - start,
+                          error=f"timed out after {timeout_s:g} s (killed)")
+            save_record(record, workdir)
+            return record
+    if result_path.exists():
+        record = json.loads(result_path.read_text())
+        if record["status"] != "running":
+            return record
+    record = base_record(case, sorter, duration)
+    record.update(status="failed", error=f"subprocess exited with code {returncode}: {last_line(log_path)}")
+    save_record(record, workdir)
+    return record
+
+
+def last_line(path: Path) -> str:
+    """Last non-empty line of a text file (the usual place of a fatal error)."""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return one_line(lines[-1]) if lines else "(no output)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", default=["S", "M", "D"])
+    parser.add_argument("--sorters", nargs="+", default=ALL_SORTERS)
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--timeout-s", type=float, default=900.0)
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the report from stored JSON")
+    parser.add_argument("--run-one", nargs=2, metavar=("CASE", "SORTER"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    workdir = args.workdir.resolve()
+    if args.run_one:
+        run_one(*args.run_one, workdir)
+        return
+    command = "python benchmarks/run_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if not args.report_only:
+        for case in args.cases:
+            print(f"[{time.strftime('%H:%M:%S')}] case {case}: preparing", flush=True)
+            prepare_case(case, workdir)
+            for sorter in args.sorters:
+                print(f"[{time.strftime('%H:%M:%S')}] case {case}: {sorter}", flush=True)
+                record = run_in_subprocess(case, sorter, workdir, args.timeout_s)
+                print(f"    {record['status']} {record.get('wall_time_s', float('nan')):.1f} s "
+                      f"{record.get('error', '')}", flush=True)
+                write_report(workdir, args.output, benchmark_command=command)
+    write_report(workdir, args.output, benchmark_command=command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Shared fixtures: small seeded ground-truth recordings saved once per test session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dlsort.groundtruth import GroundTruthCase, generate_case
+
+JOB = {"n_jobs": 1, "progress_bar": False}
+
+
+@pytest.fixture(scope="session")
+def accuracy_case(tmp_path_factory):
+    """32-channel, 30 s, 8-unit seeded case of the accuracy floor: (saved recording, ground truth)."""
+    case = GroundTruthCase("floor", "accuracy floor", "staggered", 32, 8, 30.0, seed=0)
+    recording, gt = generate_case(case)
+    folder = tmp_path_factory.mktemp("accuracy_case")
+    return recording.save(folder=folder / "recording", **JOB), gt
+
+
+@pytest.fixture(scope="session")
+def tiny_recording(tmp_path_factory):
+    """8-channel, 10 s, 4-unit saved recording for fast end-to-end and error tests."""
+    case = GroundTruthCase("tiny", "tiny", "staggered", 8, 4, 10.0, seed=1)
+    recording, _ = generate_case(case)
+    folder = tmp_path_factory.mktemp("tiny")
+    return recording.save(folder=folder / "recording", **JOB)
+
+
+def saved_recording(folder, traces: np.ndarray, locations: np.ndarray | None = None, fs: float = 30_000.0):
+    """``traces`` (samples x channels) saved as a binary recording folder, with channel locations when given."""
+    from spikeinterface.core import NumpyRecording
+
+    recording = NumpyRecording([traces.astype("float32")], sampling_frequency=fs)
+    if locations is not None:
+        recording.set_dummy_probe_from_locations(locations)
+    return recording.save(folder=folder / "recording", **JOB)

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from dlsort.clustering import cluster, relay_on_neighbourhood
+from dlsort.features import PeakFeatures
+from dlsort.waveforms import build_neighbourhoods
+
+LOCATIONS = np.stack([np.zeros(6), 20.0 * np.arange(6)], axis=1)
+
+
+def _peaks(channels):
+    peaks = np.zeros(
+        len(channels),
+        dtype=[("sample_index", "i8"), ("channel_index", "i8"), ("amplitude", "f8"), ("segment_index", "i8")],
+    )
+    peaks["channel_index"] = channels
+    peaks["sample_index"] = np.arange(len(channels)) * 100
+    return peaks
+
+
+def test_separated_units_are_recovered():
+    rng = np.random.default_rng(0)
+    hood = build_neighbourhoods(LOCATIONS, 45.0)
+    n_per_unit, truth = 150, []
+    embeddings, locations, channels = [], [], []
+    for unit, (channel, shape) in enumerate([(1, 40.0), (1, -40.0), (4, 25.0)]):
+        mean = np.zeros((3, hood.width), "float32")
+        mean[0, 0], mean[1, 0] = shape, shape / 2
+        embeddings.append(mean + rng.normal(scale=2.0, size=(n_per_unit, 3, hood.width)))
+        locations.append(LOCATIONS[channel] + rng.normal(scale=3.0, size=(n_per_unit, 2)))
+        channels.append(np.full(n_per_unit, channel))
+        truth += [unit] * n_per_unit
+    features = PeakFeatures(
+        np.concatenate(embeddings).astype("float32"), np.concatenate(locations).astype("float32"), hood
+    )
+    labels = cluster(features, _peaks(np.concatenate(channels)), min_cluster_size=20)
+    kept = labels >= 0
+    assert kept.mean() > 0.9
+    assert adjusted_rand_score(np.array(truth)[kept], labels[kept]) > 0.95
+    assert labels.max() + 1 == 3
+
+
+def test_cluster_rejects_mismatched_input():
+    hood = build_neighbourhoods(LOCATIONS, 45.0)
+    features = PeakFeatures(np.zeros((5, 3, hood.width), "float32"), np.zeros((5, 2), "float32"), hood)
+    with pytest.raises(ValueError, match="5 rows but there are 4 peaks"):
+        cluster(features, _peaks(np.zeros(4, int)))
+
+
+def test_relay_moves_channels_to_the_target_layout():
+    hood = build_neighbourhoods(LOCATIONS, 25.0)  # width 3: centre, then the two 20 um neighbours
+    embedding = np.zeros((1, 1, hood.width), "float32")
+    embedding[0, 0, :] = [10.0, 20.0, 30.0]  # values on hood.indices[2]
+    features = PeakFeatures(embedding, np.zeros((1, 2), "float32"), hood)
+    relaid = relay_on_neighbourhood(features, np.array([2]), target_channel=3)
+    source = dict(zip(hood.indices[2], embedding[0, 0]))
+    expected = [source.get(channel, 0.0) for channel in hood.indices[3]]
+    np.testing.assert_allclose(relaid[0, 0], expected)

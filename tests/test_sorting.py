@@ -1,0 +1,46 @@
+"""End-to-end sorts through ``run_sorter``: the accuracy floor, the output folder, multi-segment input."""
+
+import json
+
+import numpy as np
+import spikeinterface.sorters as ss
+
+import dlsort
+from dlsort.evaluation import evaluate
+from dlsort.params import DEFAULT_PARAMS
+
+
+def test_accuracy_floor_on_the_seeded_32_channel_case(accuracy_case, tmp_path):
+    recording, gt = accuracy_case
+    sorting = ss.run_sorter("dlsort", recording, folder=tmp_path / "out", n_jobs=2, progress_bar=False)
+    result = evaluate(gt, sorting)
+    assert result.accuracy >= 0.8, result.summary()
+    assert result.well_detected >= 6, result.summary()
+
+
+def test_output_folder_holds_sorting_templates_and_provenance(tiny_recording, tmp_path):
+    folder = tmp_path / "out"
+    sorting = ss.run_sorter("dlsort", tiny_recording, folder=folder, n_jobs=1, progress_bar=False, detect_threshold=5.5)
+    assert len(sorting.unit_ids) > 0
+    provenance = json.loads((folder / "provenance.json").read_text())
+    assert provenance["dlsort_version"] == dlsort.__version__
+    assert provenance["parameters"] == {**DEFAULT_PARAMS, "n_jobs": 1, "progress_bar": False, "detect_threshold": 5.5}
+    assert provenance["models"] == []
+    assert provenance["num_units"] == len(sorting.unit_ids)
+    templates = np.load(folder / "sorter_output" / "templates.npy")
+    assert templates.shape[0] == len(sorting.unit_ids)
+    assert templates.shape[2] == tiny_recording.get_num_channels()
+    again = ss.read_sorter_folder(folder)
+    assert np.array_equal(again.to_spike_vector(), sorting.to_spike_vector())
+
+
+def test_multi_segment_recording(tiny_recording, tmp_path):
+    from spikeinterface.core import append_recordings
+
+    two = append_recordings([tiny_recording, tiny_recording.frame_slice(0, 150_000)])
+    sorting = ss.run_sorter("dlsort", two, folder=tmp_path / "out", n_jobs=1, progress_bar=False)
+    assert sorting.get_num_segments() == 2
+    first = sorting.to_spike_vector()
+    counts = np.bincount(first["segment_index"], minlength=2)
+    assert counts[0] > 0 and counts[1] > 0
+    assert first["sample_index"][first["segment_index"] == 1].max() < 150_000

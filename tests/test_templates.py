@@ -1,0 +1,49 @@
+import numpy as np
+from spikeinterface.core import Templates
+
+from dlsort.templates import clean_templates, lagged_cosine_similarity, merge_similar
+
+
+def _spike(num_samples=40, centre=15, width=3.0):
+    t = np.arange(num_samples)
+    return -np.exp(-0.5 * ((t - centre) / width) ** 2) + 0.3 * np.exp(-0.5 * ((t - centre - 8) / 5.0) ** 2)
+
+
+def _templates(array):
+    return Templates(
+        templates_array=np.asarray(array, "float32"),
+        sampling_frequency=30000.0,
+        nbefore=15,
+        unit_ids=np.arange(len(array)),
+    )
+
+
+def test_similarity_sees_through_small_lags():
+    base = np.stack([_spike(), 0.5 * _spike()], axis=1)
+    shifted = np.roll(base, 2, axis=0)
+    other = np.stack([0.2 * _spike(), _spike(centre=22)], axis=1)
+    similarity = lagged_cosine_similarity(np.stack([base, shifted, other]), max_shift=3)
+    assert similarity[0, 1] > 0.99
+    assert similarity[0, 2] < 0.8
+    np.testing.assert_allclose(np.diag(similarity), 1.0, atol=1e-6)
+
+
+def test_merge_joins_duplicates_only():
+    base = np.stack([_spike(), 0.5 * _spike()], axis=1) * 50
+    other = np.stack([0.1 * _spike(), _spike(centre=22)], axis=1) * 50
+    templates = _templates([base, np.roll(base, 1, axis=0), other])
+    labels = np.array([0, 0, 1, 1, 2, 2, -1])
+    merged = merge_similar(templates, labels, similarity_threshold=0.9)
+    assert merged[0] == merged[2] != merged[4]
+    assert merged[-1] == -1
+    assert set(merged[merged >= 0]) == {0, 1}
+
+
+def test_clean_drops_small_templates_and_sparsifies():
+    big = np.stack([_spike() * 60, _spike() * 3, np.zeros(40)], axis=1)
+    small = np.stack([_spike() * 2, np.zeros(40), np.zeros(40)], axis=1)
+    cleaned, kept = clean_templates(
+        _templates([big, small]), noise_levels=np.ones(3) * 5, min_snr=4, counts=np.array([10, 10])
+    )
+    assert kept.tolist() == [0]
+    assert cleaned.sparsity.mask.tolist() == [[True, False, False]]
