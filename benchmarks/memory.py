@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import one_line, write_report  # noqa: E402
+from report import git_commit, one_line, write_report  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_KWARGS = {"n_jobs": 2, "chunk_duration": "1s", "progress_bar": False}
@@ -176,7 +176,7 @@ def run_one(minutes: float, workdir: Path) -> dict:
     import dlsort.pipeline as pipeline
     from dlsort.params import validate_params
 
-    record = {"minutes": minutes, "status": "running", "job_kwargs": JOB_KWARGS,
+    record = {"minutes": minutes, "status": "running", "job_kwargs": JOB_KWARGS, "dlsort_git": git_commit(REPO_ROOT),
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     sampler = MemorySampler()
     for name in STAGES:

@@ -20,6 +20,7 @@ from pathlib import Path
 CASE_ORDER = ["S", "M", "D"]
 SORTER_ORDER = ["dlsort", "spykingcircus2", "tridesclous2", "lupin", "mountainsort5", "kilosort4"]
 REFERENCE_SORTER = "spykingcircus2"
+NOTES_MARKER = "<!-- Hand-written notes below this line are kept when the tables are regenerated. -->"
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -124,7 +125,7 @@ def memory_table(records: list[dict]) -> list[str]:
     for r in records:
         ok = r["status"] == "ok"
         lines.append("| " + " | ".join([
-            fmt(r["minutes"]), r["status"] if ok else f"**{r['status']}**: {one_line(r.get('error', ''))}",
+            f"{r['minutes']:g}", r["status"] if ok else f"**{r['status']}**: {one_line(r.get('error', ''))}",
             fmt(r.get("wall_time_s"), 1), fmt(r["wall_time_s"] / (60 * r["minutes"]) if ok else None),
             fmt(r["maxrss_self_kib"] / mib if ok else None, 0), fmt(r["maxrss_children_kib"] / mib if ok else None, 0),
             fmt(r["sampled_peak_total_kib"] / mib if ok else None, 0), r.get("peak_stage", "—"),
@@ -136,8 +137,9 @@ def memory_table(records: list[dict]) -> list[str]:
             if stage not in stages:
                 stages.append(stage)
     if stages:
-        lines += ["", "Per stage: sampled peak RSS of the main process plus its workers (MiB) / time in the stage (s).", ""]
-        header = ["stage"] + [f"{fmt(r['minutes'])} min" for r in records]
+        lines += ["", "Per stage: sampled peak RSS of the main process plus its workers (MiB) / "
+                  "time in the stage (s).", ""]
+        header = ["stage"] + [f"{r['minutes']:g} min" for r in records]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for stage in stages:
             cells = [stage]
@@ -170,6 +172,7 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     memory_records = load_json_files((workdir / "memory").glob("*min.json"))
     all_records = [r for records in case_records.values() for r in records] + memory_records
     starts = sorted(r["started_utc"] for r in all_records if "started_utc" in r)
+    dlsort_commits = sorted({r["dlsort_git"] for r in all_records if r.get("dlsort_git")})
     versions = {}
     for records in case_records.values():
         for r in records:
@@ -190,22 +193,27 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     lines += [f"- `{commands[key]}`" for key in ("benchmark", "memory") if key in commands]
     lines += [
         "",
-        f"- Date (UTC): {starts[0] if starts else '—'} to {starts[-1] if starts else '—'} (start of the first and last run).",
+        f"- Date (UTC): {starts[0] if starts else '—'} to {starts[-1] if starts else '—'} "
+        "(start of the first and last run).",
         f"- Machine: {os.cpu_count()} cores, CPU only (no GPU), 24 GiB RAM, {platform.system()} {platform.machine()}, "
         f"Python {platform.python_version()}. Every sorter ran alone, one at a time, in its own subprocess, with "
         "`n_jobs=2`. Timings are noisy: another engineer ran the test suite on the same 2 cores during these runs, "
         "so compare sorters through the ratio columns and repeat before trusting differences below ~30 %.",
         f"- Versions: spikeinterface {package_version('spikeinterface')}, dlsort "
-        f"{versions.get('dlsort', package_version('dlsort'))} (git {git_commit(repo)}), numpy {package_version('numpy')}, "
+        f"{versions.get('dlsort', package_version('dlsort'))} (git {'; '.join(dlsort_commits) or git_commit(repo)}), "
+        f"numpy {package_version('numpy')}, "
         f"torch {package_version('torch')}, hdbscan {package_version('hdbscan')}, mountainsort5 "
         f"{package_version('mountainsort5')}, kilosort {package_version('kilosort')}; spykingcircus2, tridesclous2 and "
         "lupin are built into spikeinterface (their own version numbers are in the sorter column).",
         "- Accuracy: `dlsort.evaluation.evaluate` (SpikeInterface `compare_sorter_to_ground_truth`, delta 0.4 ms, "
-        "well detected = accuracy >= 0.8; mean accuracy/precision/recall over ground-truth units, missed units count 0). "
+        "well detected = accuracy >= 0.8; mean accuracy/precision/recall over ground-truth units, "
+        "missed units count 0). "
         "SNR bins use the ground-truth templates' peak SNR on the saved recording (`ground_truth_snrs`); a cell "
-        "`a/b` is a well-detected units out of b ground-truth units in that bin.",
-        "- Real-time factor = wall time of the `run_sorter` call / recording duration (below 1 = faster than real time). "
-        f"`time / {REFERENCE_SORTER}` = wall time / {REFERENCE_SORTER}'s wall time on the same case in this work directory.",
+        "`a/b` means a well-detected units out of b ground-truth units in that bin.",
+        "- Real-time factor = wall time of the `run_sorter` call / recording duration "
+        "(below 1 = faster than real time). "
+        f"`time / {REFERENCE_SORTER}` = wall time / {REFERENCE_SORTER}'s wall time on the same case "
+        "in this work directory.",
         "- Sorter parameters: defaults, plus `job_kwargs=dict(n_jobs=2, progress_bar=False)` for spykingcircus2, "
         "tridesclous2 and lupin, `n_jobs=2, progress_bar=False` for dlsort and mountainsort5, and also "
         "`torch_device=\"cpu\"` for kilosort4. A run longer than the timeout is killed and reported as timed out.",
@@ -228,10 +236,14 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "30 kHz, noise 5 uV `tile_pregenerated`, seed 42), each length in a fresh process. "
         "`ru_maxrss` of the process (RUSAGE_SELF) and of its largest waited-for worker (RUSAGE_CHILDREN is the "
         "maximum over children, not a sum); the sampled column adds the RSS of the main process and all its "
-        "live descendants every 0.2 s, which is what the machine actually has to hold.",
+        "live descendants every 0.2 s (an upper bound of what the machine holds: pages shared between the forked "
+        "workers and the main process, such as the torch and numpy libraries, are counted once per process).",
         "",
     ]
     lines += memory_table(memory_records)
-    lines.append("")
+    lines += ["", NOTES_MARKER]
+    notes = ""
+    if output.exists() and NOTES_MARKER in output.read_text():
+        notes = output.read_text().split(NOTES_MARKER, 1)[1]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(lines))
+    output.write_text("\n".join(lines) + (notes or "\n"))

@@ -29,7 +29,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import one_line, write_report  # noqa: E402
+from report import git_commit, one_line, write_report  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALL_SORTERS = ["dlsort", "spykingcircus2", "tridesclous2", "lupin", "mountainsort5", "kilosort4"]
@@ -87,7 +87,8 @@ def prepare_case(case: str, workdir: Path) -> None:
     gt_sorting.save(folder=folder / "gt_sorting", overwrite=True)
     snrs = ground_truth_snrs(recording, load(folder / "gt_sorting"))
     np.save(folder / "snrs.npy", snrs)
-    done.write_text(json.dumps({"duration_s": recording.get_total_duration(), "num_channels": recording.get_num_channels()}))
+    info = {"duration_s": recording.get_total_duration(), "num_channels": recording.get_num_channels()}
+    done.write_text(json.dumps(info))
 
 
 def run_one(case: str, sorter: str, workdir: Path) -> dict:
@@ -142,6 +143,7 @@ def base_record(case: str, sorter: str, duration_s: float) -> dict:
         "status": "running",
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sorter_params": sorter_params(sorter),
+        "dlsort_git": git_commit(REPO_ROOT),
     }
 
 

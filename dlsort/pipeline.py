@@ -101,7 +101,13 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         motion_correction=p["motion_correction"],
         job_kwargs=job_kwargs,
     )
-    noise_levels = get_noise_levels(rec, return_in_uV=False, seed=seed, **job_kwargs)
+    noise_levels = get_noise_levels(
+        rec,
+        return_in_uV=False,
+        random_slices_kwargs=dict(seed=seed),
+        n_jobs=job_kwargs.get("n_jobs", 1),
+        progress_bar=job_kwargs.get("progress_bar", False),
+    )
     logger.info("detecting peaks (%s)", p["detection_method"])
     peaks = detect_peaks(
         rec,
@@ -119,7 +125,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     sampled = peaks[sample_peaks_per_channel(peaks, cap, seed)]
     neighbourhoods = build_neighbourhoods(rec.get_channel_locations(), p["neighbourhood_radius_um"])
     window = dict(ms_before=p["ms_before"], ms_after=p["ms_after"])
-    labels = np.zeros(0, dtype="int64")
+    labels = np.full(len(sampled), -1, dtype="int64")
     if len(sampled) >= p["min_cluster_size"]:
         features = extract_features(
             rec,
@@ -139,15 +145,13 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
             min_cluster_size=p["min_cluster_size"],
             min_samples=p["min_samples"],
         )
-    else:
-        labels = np.full(len(sampled), -1, dtype="int64")
     templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
     labels = merge_similar(templates, labels, similarity_threshold=p["merge_similarity"])
     templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
     counts = np.bincount(labels[labels >= 0], minlength=templates.num_units)
     templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], counts)
     if matching == "none":
-        remap = np.full(counts.size + 1, -1, dtype="int64")
+        remap = np.full(counts.size + 1, -1, dtype="int64")  # the extra last slot maps label -1 to -1
         remap[kept] = np.arange(len(kept))
         unit_of_peak = remap[labels]
         spikes = sampled[unit_of_peak >= 0]

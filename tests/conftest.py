@@ -36,3 +36,8 @@ def saved_recording(folder, traces: np.ndarray, locations: np.ndarray | None = N
     if locations is not None:
         recording.set_dummy_probe_from_locations(locations)
     return recording.save(folder=folder / "recording", **JOB)
+
+
+def folder_of(recording) -> str:
+    """Folder of a recording saved with ``recording.save(folder=...)``."""
+    return str(recording._kwargs["folder_path"])

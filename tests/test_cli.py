@@ -6,12 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import folder_of
 
 from dlsort.cli import main
-
-
-def _folder_of(recording):
-    return recording._kwargs["folder_path"]
 
 
 def test_sort_writes_a_sorter_folder(tiny_recording, tmp_path, capsys):
@@ -20,7 +17,7 @@ def test_sort_writes_a_sorter_folder(tiny_recording, tmp_path, capsys):
     code = main(
         [
             "sort",
-            str(_folder_of(tiny_recording)),
+            str(folder_of(tiny_recording)),
             "-o",
             str(tmp_path / "out"),
             "--params",
@@ -43,7 +40,7 @@ def test_sort_writes_a_sorter_folder(tiny_recording, tmp_path, capsys):
     [
         (lambda rec, tmp: ["sort", str(tmp / "missing"), "-o", str(tmp / "o")], "recording not found"),
         (
-            lambda rec, tmp: ["sort", str(_folder_of(rec)), "-o", str(tmp / "o"), "--params", str(tmp / "bad.json")],
+            lambda rec, tmp: ["sort", str(folder_of(rec)), "-o", str(tmp / "o"), "--params", str(tmp / "bad.json")],
             "unknown dlsort parameter(s) ['bogus']",
         ),
         (lambda rec, tmp: ["sort", str(tmp), "-o", str(tmp / "o")], "cannot open"),
@@ -65,7 +62,7 @@ def test_bad_parameter_keeps_an_existing_output_folder(tiny_recording, tmp_path)
     (out / "keep.txt").write_text("previous results")
     (tmp_path / "bad.json").write_text(json.dumps({"detect_threshold": -1}))
     code = main(
-        ["sort", str(_folder_of(tiny_recording)), "-o", str(out), "--params", str(tmp_path / "bad.json"), "--overwrite"]
+        ["sort", str(folder_of(tiny_recording)), "-o", str(out), "--params", str(tmp_path / "bad.json"), "--overwrite"]
     )
     assert code == 2
     assert (out / "keep.txt").read_text() == "previous results"

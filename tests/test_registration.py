@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import folder_of
 
 pytestmark = pytest.mark.skipif(
     not any((__import__("pathlib").Path(p) / "dlsort.pth").exists() for p in sys.path if p),
@@ -64,7 +65,7 @@ def sorted_in_fresh_process(tiny_recording, tmp_path_factory):
         import dlsort
         dlsort.register(); dlsort.register()
         report["in_list_after_reregister"] = ss.sorterlist.sorter_full_list.count(cls)
-        sorting = ss.run_sorter("dlsort", load({str(_folder_of(tiny_recording))!r}), folder={str(folder)!r},
+        sorting = ss.run_sorter("dlsort", load({str(folder_of(tiny_recording))!r}), folder={str(folder)!r},
                                 n_jobs=1, progress_bar=False)
         report["num_units"] = len(sorting.unit_ids)
         print(json.dumps(report))
@@ -106,7 +107,7 @@ def test_run_sorter_jobs_with_loky_workers(tiny_recording, tmp_path):
         from spikeinterface.sorters import run_sorter_jobs
 
         if __name__ == "__main__":
-            recording = load({str(_folder_of(tiny_recording))!r})
+            recording = load({str(folder_of(tiny_recording))!r})
             jobs = [dict(sorter_name="dlsort", recording=recording, folder={str(tmp_path)!r} + f"/job{{i}}",
                          n_jobs=1, progress_bar=False) for i in range(2)]
             run_sorter_jobs(jobs, engine="joblib", engine_kwargs=dict(n_jobs=2))
@@ -125,7 +126,7 @@ def test_container_style_script(tiny_recording, tmp_path):
         f"""
         from spikeinterface import load
         from spikeinterface.sorters import run_sorter_local
-        recording = load({str(_folder_of(tiny_recording))!r})
+        recording = load({str(folder_of(tiny_recording))!r})
         sorting = run_sorter_local("dlsort", recording, folder={str(tmp_path / "out")!r}, remove_existing_folder=True,
                                    delete_output_folder=False, verbose=False, raise_error=True, with_output=True,
                                    n_jobs=1, progress_bar=False)
@@ -134,7 +135,3 @@ def test_container_style_script(tiny_recording, tmp_path):
         tmp_path,
     )
     assert int(out.strip().splitlines()[-1]) > 0
-
-
-def _folder_of(recording):
-    return recording._kwargs["folder_path"]
