@@ -9,7 +9,7 @@ SpikeInterface's node pipeline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from spikeinterface.core.node_pipeline import PeakRetriever, PipelineNode, run_node_pipeline
@@ -36,6 +36,15 @@ class TemporalPCA:
     mean: np.ndarray
     components: np.ndarray
 
+    @property
+    def num_samples(self) -> int:
+        """Samples of the waveforms the basis applies to."""
+        return self.components.shape[1]
+
+    def inverse_transform(self, embedding: np.ndarray) -> np.ndarray:
+        """Waveforms (..., num_samples) from embeddings (..., n_components)."""
+        return self.mean + embedding @ self.components
+
     def transform(self, snippets: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Project (n, num_samples, width) snippets to (n, n_components, width); padded slots are zero."""
         embedded = np.einsum("nts,kt->nks", snippets - self.mean[None, :, None], self.components, optimize=True)
@@ -55,22 +64,24 @@ class PeakFeatures:
         float32 (num_peaks, 2): estimated x, y of each peak in micrometres.
     neighbourhoods : Neighbourhoods
         The neighbourhoods the embedding is laid on (centre = the peak's channel).
+    basis : TemporalPCA or None
+        The embedding's decoder (``inverse_transform``), when it has one.
+    nbefore : int
+        Samples before the peak in the embedded window.
     """
 
     embedding: np.ndarray
     locations: np.ndarray
     neighbourhoods: Neighbourhoods
+    basis: TemporalPCA | None = None
+    nbefore: int = 0
 
     def __len__(self) -> int:
         return self.embedding.shape[0]
 
-    def as_matrix(self) -> np.ndarray:
-        """(num_peaks, n_components * width + 2) matrix: flattened embedding then location."""
-        return np.concatenate([self.embedding.reshape(len(self), -1), self.locations], axis=1)
-
     def subset(self, indices: np.ndarray) -> PeakFeatures:
         """Features of the peaks at ``indices``."""
-        return PeakFeatures(self.embedding[indices], self.locations[indices], self.neighbourhoods)
+        return replace(self, embedding=self.embedding[indices], locations=self.locations[indices])
 
 
 class _FeatureNode(PipelineNode):
@@ -183,7 +194,7 @@ def _snippets(recording, peaks, neighbourhoods, ms_before, ms_after, job_kwargs)
     source = PeakRetriever(recording, peaks)
     cutter = NeighbourhoodWaveforms(recording, [source], neighbourhoods, ms_before, ms_after)
     cutter.return_output = True
-    return run_node_pipeline(recording, [source, cutter], dict(job_kwargs or {}), job_name="snippets")
+    return run_node_pipeline(recording, [source, cutter], dict(job_kwargs or {}), job_name="temporal PCA fit")
 
 
 def extract_features(
@@ -245,12 +256,13 @@ def extract_features(
         seed=seed,
         job_kwargs=job_kwargs,
     )
-    if len(peaks) == 0:
-        return PeakFeatures(
-            np.zeros((0, n_components, neighbourhoods.width), "float32"), np.zeros((0, 2), "float32"), neighbourhoods
-        )
     source = PeakRetriever(recording, peaks)
     cutter = NeighbourhoodWaveforms(recording, [source], neighbourhoods, ms_before, ms_after)
-    node = _FeatureNode(recording, [source, cutter], tpca, neighbourhoods, denoising)
-    out = run_node_pipeline(recording, [source, cutter, node], dict(job_kwargs or {}), job_name="features")
-    return PeakFeatures(out["embedding"], out["location"], neighbourhoods)
+    if len(peaks) == 0:
+        embedding = np.zeros((0, n_components, neighbourhoods.width), "float32")
+        locations = np.zeros((0, 2), "float32")
+    else:
+        node = _FeatureNode(recording, [source, cutter], tpca, neighbourhoods, denoising)
+        out = run_node_pipeline(recording, [source, cutter, node], dict(job_kwargs or {}), job_name="features")
+        embedding, locations = out["embedding"], out["location"]
+    return PeakFeatures(embedding, locations, neighbourhoods, basis=tpca, nbefore=cutter.nbefore)

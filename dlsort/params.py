@@ -75,11 +75,33 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "min_cluster_size": Parameter(20, "Smallest cluster HDBSCAN may form.", int, low=2),
     "min_samples": Parameter(5, "HDBSCAN density smoothing (larger = more peaks called noise).", int, low=1),
+    "curation": Parameter(
+        True,
+        "After matching, drop units with fewer than min_cluster_size / 2 spikes and units more than half of whose "
+        "spikes coincide (0.4 ms) with a unit of larger amplitude.",
+        bool,
+    ),
+    "location_scale_um": Parameter(
+        10.0,
+        "Distance (um) that weighs as much as one standard deviation of the waveform embedding in clustering.",
+        float,
+        low=0.1,
+    ),
+    "split_components": Parameter(
+        0,
+        "PCA dimensions of the optional split step that re-clusters each cluster (0 = no split step).",
+        int,
+        low=0,
+        high=64,
+    ),
     "merge_similarity": Parameter(
         0.9, "Cosine similarity of templates above which clusters merge.", float, low=0.0, high=1.0
     ),
     "min_template_snr": Parameter(
-        4.0, "Templates whose peak is below this many noise levels are dropped.", float, low=0.0
+        5.0,
+        "Templates whose peak is below this many noise levels are dropped (5 = the detection threshold).",
+        float,
+        low=0.0,
     ),
     "matching_method": Parameter(
         "circus-omp",

@@ -18,11 +18,12 @@ import numpy as np
 from spikeinterface.core import NumpySorting, Templates, get_noise_levels
 
 from dlsort.clustering import cluster
+from dlsort.curation import remove_ghosts_and_duplicates
 from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
 from dlsort.matching import match_templates
 from dlsort.preprocessing import preprocess
-from dlsort.templates import clean_templates, estimate_templates, merge_similar
+from dlsort.templates import clean_templates, estimate_templates, merge_similar, templates_from_features
 from dlsort.waveforms import build_neighbourhoods
 
 logger = logging.getLogger("dlsort")
@@ -144,9 +145,15 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
             method=p["clustering_method"],
             min_cluster_size=p["min_cluster_size"],
             min_samples=p["min_samples"],
+            location_scale_um=p["location_scale_um"],
+            split_components=p["split_components"],
         )
-    templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
-    labels = merge_similar(templates, labels, similarity_threshold=p["merge_similarity"])
+    if np.any(labels >= 0):
+        # Merge decisions on templates decoded from the features (no pass over the recording) ...
+        labels = merge_similar(
+            templates_from_features(features, sampled, labels, rec), labels, similarity_threshold=p["merge_similarity"]
+        )
+    # ... and the final templates averaged from the recording: dense, so matching sees every channel.
     templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
     counts = np.bincount(labels[labels >= 0], minlength=templates.num_units)
     templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], counts)
@@ -167,6 +174,19 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
             job_kwargs=job_kwargs,
         )
         spikes, units = found, found["cluster_index"]
+    if p["curation"]:
+        amplitudes = np.abs(templates.get_dense_templates()).max(axis=(1, 2))
+        keep = remove_ghosts_and_duplicates(
+            spikes["sample_index"],
+            spikes["segment_index"],
+            units,
+            amplitudes,
+            min_spikes=p["min_cluster_size"] // 2,
+            window=int(0.4e-3 * rec.sampling_frequency),
+        )
+        remap = np.cumsum(keep) - 1
+        spikes, units = spikes[keep[units]], remap[units[keep[units]]]
+        templates = templates.select_units(templates.unit_ids[keep])
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
     return PipelineResult(sorting=sorting, templates=templates, num_peaks=len(peaks))
 

@@ -11,6 +11,8 @@ import numpy as np
 from spikeinterface.core import Templates
 from spikeinterface.core.waveform_tools import estimate_templates_with_accumulator
 
+from dlsort.features import PeakFeatures
+
 
 def estimate_templates(
     recording,
@@ -78,6 +80,60 @@ def estimate_templates(
         templates_array=array.astype("float32"),
         sampling_frequency=fs,
         nbefore=nbefore,
+        channel_ids=recording.channel_ids,
+        unit_ids=np.arange(num_units),
+        probe=recording.get_probe(),
+        is_in_uV=False,
+    )
+
+
+def templates_from_features(
+    features: PeakFeatures, peaks: np.ndarray, labels: np.ndarray, recording, min_coverage: float = 0.5
+) -> Templates:
+    """Templates decoded from the mean embedding of each label, without reading the recording again.
+
+    Each peak's embedding lives on its own channel neighbourhood; the mean embedding of a label
+    on a channel averages the members whose neighbourhood holds that channel. Channels seen by
+    fewer than ``min_coverage`` of a label's members are left at zero. The mean embedding is
+    decoded into waveforms by the features' basis (a temporal PCA reconstruction, which also
+    denoises).
+
+    Parameters
+    ----------
+    features : PeakFeatures
+        Features of ``peaks``, with a ``basis``.
+    peaks : np.ndarray
+    labels : np.ndarray
+        One label per peak (0..n-1, -1 ignored).
+    recording : BaseRecording
+        Gives the channels, sampling rate and probe.
+    min_coverage : float, default: 0.5
+
+    Returns
+    -------
+    Templates
+        Dense templates, unit ids 0..n-1.
+    """
+    if features.basis is None:
+        raise ValueError("these features have no decoder (basis); templates cannot be decoded from them")
+    num_units = int(labels.max()) + 1 if np.any(labels >= 0) else 0
+    num_channels, num_components = recording.get_num_channels(), features.embedding.shape[1]
+    member = labels >= 0
+    channels = features.neighbourhoods.indices[peaks["channel_index"][member]]
+    valid = channels >= 0
+    rows = np.broadcast_to(labels[member][:, None], channels.shape)[valid]
+    sums = np.zeros((num_units, num_channels, num_components))
+    counts = np.zeros((num_units, num_channels))
+    np.add.at(sums, (rows, channels[valid]), np.transpose(features.embedding[member], (0, 2, 1))[valid])
+    np.add.at(counts, (rows, channels[valid]), 1)
+    sizes = np.bincount(labels[member], minlength=num_units)
+    covered = counts >= np.maximum(min_coverage * sizes[:, None], 1)
+    mean = sums / np.maximum(counts, 1)[..., None]
+    waveforms = features.basis.inverse_transform(mean.astype("float32")) * covered[..., None]
+    return Templates(
+        templates_array=np.ascontiguousarray(np.transpose(waveforms, (0, 2, 1)), dtype="float32"),
+        sampling_frequency=recording.sampling_frequency,
+        nbefore=features.nbefore,
         channel_ids=recording.channel_ids,
         unit_ids=np.arange(num_units),
         probe=recording.get_probe(),

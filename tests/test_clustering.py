@@ -19,7 +19,8 @@ def _peaks(channels):
     return peaks
 
 
-def test_separated_units_are_recovered():
+@pytest.mark.parametrize("split_components", [0, 6])
+def test_separated_units_are_recovered(split_components):
     rng = np.random.default_rng(0)
     hood = build_neighbourhoods(LOCATIONS, 45.0)
     n_per_unit, truth = 150, []
@@ -34,7 +35,7 @@ def test_separated_units_are_recovered():
     features = PeakFeatures(
         np.concatenate(embeddings).astype("float32"), np.concatenate(locations).astype("float32"), hood
     )
-    labels = cluster(features, _peaks(np.concatenate(channels)), min_cluster_size=20)
+    labels = cluster(features, _peaks(np.concatenate(channels)), min_cluster_size=20, split_components=split_components)
     kept = labels >= 0
     assert kept.mean() > 0.9
     assert adjusted_rand_score(np.array(truth)[kept], labels[kept]) > 0.95

@@ -44,3 +44,15 @@ def test_multi_segment_recording(tiny_recording, tmp_path):
     counts = np.bincount(first["segment_index"], minlength=2)
     assert counts[0] > 0 and counts[1] > 0
     assert first["sample_index"][first["segment_index"] == 1].max() < 150_000
+
+
+def test_without_matching_the_clustered_peaks_are_the_spikes(tiny_recording, tmp_path):
+    folder = tmp_path / "out"
+    sorting = ss.run_sorter(
+        "dlsort", tiny_recording, folder=folder, n_jobs=1, progress_bar=False, matching_method="none"
+    )
+    provenance = json.loads((folder / "provenance.json").read_text())
+    spikes = sorting.to_spike_vector()
+    assert len(sorting.unit_ids) > 0
+    assert 0 < len(spikes) <= provenance["num_peaks"]
+    assert np.all(np.bincount(spikes["unit_index"]) >= DEFAULT_PARAMS["min_cluster_size"] // 2)

@@ -47,3 +47,33 @@ def test_clean_drops_small_templates_and_sparsifies():
     )
     assert kept.tolist() == [0]
     assert cleaned.sparsity.mask.tolist() == [[True, False, False]]
+
+
+def test_templates_decoded_from_features_follow_the_channels():
+    from spikeinterface.core import NumpyRecording
+
+    from dlsort.features import PeakFeatures, TemporalPCA
+    from dlsort.templates import templates_from_features
+    from dlsort.waveforms import build_neighbourhoods
+
+    locations = np.stack([np.zeros(4), 20.0 * np.arange(4)], axis=1)
+    recording = NumpyRecording([np.zeros((100, 4), "float32")], 30000.0)
+    recording.set_dummy_probe_from_locations(locations)
+    hood = build_neighbourhoods(locations, 25.0)  # width 3
+    shape = _spike()
+    basis = TemporalPCA(
+        mean=np.zeros(40, "float32"), components=(shape / np.linalg.norm(shape))[None].astype("float32")
+    )
+    # two peaks of unit 0 detected on channel 1 and 2, with amplitude 2 on their centre, 1 on the other slots
+    peaks = np.zeros(
+        2, dtype=[("sample_index", "i8"), ("channel_index", "i8"), ("amplitude", "f8"), ("segment_index", "i8")]
+    )
+    peaks["channel_index"] = [1, 2]
+    embedding = np.where(hood.indices[[1, 2]] >= 0, 1.0, 0.0)[:, None, :].astype("float32")
+    embedding[:, 0, 0] = 2.0
+    features = PeakFeatures(embedding, np.zeros((2, 2), "float32"), hood, basis=basis, nbefore=15)
+    templates = templates_from_features(features, peaks, np.array([0, 0]), recording, min_coverage=0.5)
+    scale = np.abs(templates.templates_array[0]).max(axis=0) / np.abs(shape).max() * np.linalg.norm(shape)
+    # channel 1: centre (2) for one peak, neighbour (1) for the other -> 1.5; channel 0 seen by one of two peaks
+    np.testing.assert_allclose(scale, [1.0, 1.5, 1.5, 1.0], atol=1e-5)
+    assert templates.nbefore == 15
