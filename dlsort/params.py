@@ -48,10 +48,11 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "common_reference": Parameter(True, "Subtract the common median across channels.", bool),
     "motion_correction": Parameter(
-        None,
-        "SpikeInterface motion-correction preset applied after filtering, or None.",
+        "auto",
+        "SpikeInterface motion-correction preset applied after filtering, None, or 'auto' (dredge_fast on probes "
+        "with more than 32 channels spanning at most 60 um across, else none).",
         str,
-        choices=("dredge_fast", "nonrigid_fast_and_accurate", "rigid_fast", "kilosort_like"),
+        choices=("auto", "dredge_fast", "nonrigid_fast_and_accurate", "rigid_fast", "kilosort_like"),
         nullable=True,
     ),
     "detection_method": Parameter("threshold", "Spike detection method.", str, choices=("threshold",)),

@@ -22,7 +22,7 @@ from dlsort.curation import remove_ghosts_and_duplicates
 from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
 from dlsort.matching import match_templates
-from dlsort.preprocessing import preprocess
+from dlsort.preprocessing import preprocess, resolve_motion_correction
 from dlsort.templates import clean_templates, estimate_templates, merge_similar, templates_from_features
 from dlsort.waveforms import build_neighbourhoods
 
@@ -41,6 +41,8 @@ class PipelineResult:
         One template per unit (preprocessed units, sparse).
     num_peaks : int
         Peaks detected.
+    motion_correction : str or None
+        The motion-correction preset applied (``"auto"`` resolved).
     models : list of dict
         Every network used (``{"id", "sha256", "stage"}``); empty for classical methods.
     """
@@ -48,6 +50,7 @@ class PipelineResult:
     sorting: NumpySorting
     templates: Templates
     num_peaks: int
+    motion_correction: str | None
     models: list[dict] = field(default_factory=list)
 
 
@@ -94,12 +97,13 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     """
     p = params
     seed = p["seed"]
+    motion_preset = resolve_motion_correction(recording, p["motion_correction"])
     rec = preprocess(
         recording,
         freq_min=p["freq_min"],
         freq_max=p["freq_max"],
         common_reference=p["common_reference"],
-        motion_correction=p["motion_correction"],
+        motion_correction=motion_preset,
         job_kwargs=job_kwargs,
     )
     noise_levels = get_noise_levels(
@@ -188,7 +192,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         spikes, units = spikes[keep[units]], remap[units[keep[units]]]
         templates = templates.select_units(templates.unit_ids[keep])
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
-    return PipelineResult(sorting=sorting, templates=templates, num_peaks=len(peaks))
+    return PipelineResult(sorting=sorting, templates=templates, num_peaks=len(peaks), motion_correction=motion_preset)
 
 
 def _to_sorting(spikes: np.ndarray, units: np.ndarray, recording, num_units: int) -> NumpySorting:

@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 
-def build_provenance(params: dict, models: list[dict], device: str, num_peaks: int, num_units: int) -> dict:
+def build_provenance(
+    params: dict, models: list[dict], device: str, num_peaks: int, num_units: int, motion_correction: str | None
+) -> dict:
     """Assemble the provenance record of one sort.
 
     Parameters
@@ -21,6 +23,8 @@ def build_provenance(params: dict, models: list[dict], device: str, num_peaks: i
         Device the neural stages ran on.
     num_peaks, num_units : int
         Peaks detected and units returned.
+    motion_correction : str or None
+        Motion-correction preset actually applied.
 
     Returns
     -------
@@ -42,6 +46,7 @@ def build_provenance(params: dict, models: list[dict], device: str, num_peaks: i
         "device": device,
         "parameters": params,
         "models": models,
+        "motion_correction_applied": motion_correction,
         "num_peaks": int(num_peaks),
         "num_units": int(num_units),
     }

@@ -95,7 +95,14 @@ class DlsortSorter(BaseSorter):
         result = run_pipeline(recording, params, job_kwargs_from_params(params))
         result.sorting.save(folder=sorter_output_folder / SORTING_FOLDER, overwrite=True)
         np.save(sorter_output_folder / TEMPLATES_FILE, result.templates.get_dense_templates())
-        provenance = build_provenance(params, result.models, device, result.num_peaks, result.sorting.get_num_units())
+        provenance = build_provenance(
+            params,
+            result.models,
+            device,
+            result.num_peaks,
+            result.sorting.get_num_units(),
+            result.motion_correction,
+        )
         write_provenance(sorter_output_folder.parent, provenance)
 
     @classmethod

@@ -26,6 +26,7 @@ def test_output_folder_holds_sorting_templates_and_provenance(tiny_recording, tm
     assert provenance["dlsort_version"] == dlsort.__version__
     assert provenance["parameters"] == {**DEFAULT_PARAMS, "n_jobs": 1, "progress_bar": False, "detect_threshold": 5.5}
     assert provenance["models"] == []
+    assert provenance["motion_correction_applied"] is None  # 8 channels: "auto" applies none
     assert provenance["num_units"] == len(sorting.unit_ids)
     templates = np.load(folder / "sorter_output" / "templates.npy")
     assert templates.shape[0] == len(sorting.unit_ids)

@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from dlsort.errors import check_choice
 
 MOTION_PRESETS = ("dredge_fast", "nonrigid_fast_and_accurate", "rigid_fast", "kilosort_like")
+AUTO_MOTION_PRESET = "dredge_fast"
+
+
+def resolve_motion_correction(recording, motion_correction: str | None) -> str | None:
+    """The motion-correction preset to apply: ``"auto"`` becomes ``"dredge_fast"`` on shank-like probes.
+
+    Motion is estimated along depth, which needs a probe that is long and narrow: ``"auto"``
+    applies ``AUTO_MOTION_PRESET`` when the probe has more than 32 channels spanning at most
+    60 um across, and nothing otherwise.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+    motion_correction : str or None
+        ``"auto"``, one of ``MOTION_PRESETS``, or None.
+
+    Returns
+    -------
+    str or None
+    """
+    if motion_correction != "auto":
+        if motion_correction is not None:
+            check_choice("motion_correction", motion_correction, MOTION_PRESETS + ("auto",))
+        return motion_correction
+    x = recording.get_channel_locations()[:, 0]
+    shank_like = recording.get_num_channels() > 32 and np.ptp(x) <= 60.0
+    return AUTO_MOTION_PRESET if shank_like else None
 
 
 def preprocess(
@@ -26,7 +55,8 @@ def preprocess(
     common_reference : bool, default: True
         Subtract the median across channels at every sample (needs >= 3 channels to act).
     motion_correction : str or None, default: None
-        A SpikeInterface ``correct_motion`` preset (one of ``MOTION_PRESETS``) or None.
+        A SpikeInterface ``correct_motion`` preset (one of ``MOTION_PRESETS``), ``"auto"``
+        (see ``resolve_motion_correction``) or None.
     job_kwargs : dict or None
         Job kwargs for the motion estimation.
 
@@ -46,7 +76,7 @@ def preprocess(
     out = spre.bandpass_filter(recording, freq_min=freq_min, freq_max=freq_max, dtype="float32")
     if common_reference and recording.get_num_channels() >= 3:
         out = spre.common_reference(out, reference="global", operator="median")
-    if motion_correction is not None:
-        check_choice("motion_correction", motion_correction, MOTION_PRESETS)
-        out = spre.correct_motion(out, preset=motion_correction, **dict(job_kwargs or {}))
+    preset = resolve_motion_correction(recording, motion_correction)
+    if preset is not None:
+        out = spre.correct_motion(out, preset=preset, **dict(job_kwargs or {}))
     return out

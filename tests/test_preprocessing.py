@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+from spikeinterface.core import NumpyRecording
+
+from dlsort.errors import DlsortInputError
+from dlsort.groundtruth import make_probe
+from dlsort.preprocessing import preprocess, resolve_motion_correction
+
+
+def _recording(probe_kind: str, num_channels: int, seconds: float = 1.0):
+    traces = np.random.default_rng(0).normal(size=(int(30_000 * seconds), num_channels)).astype("float32")
+    recording = NumpyRecording([traces], 30_000.0)
+    recording.set_probe(make_probe(probe_kind, num_channels), in_place=True)
+    return recording
+
+
+def test_auto_motion_correction_only_on_shank_like_probes():
+    assert resolve_motion_correction(_recording("np1", 64), "auto") == "dredge_fast"
+    assert resolve_motion_correction(_recording("staggered", 32), "auto") is None
+    assert resolve_motion_correction(_recording("np1", 64), None) is None
+    assert resolve_motion_correction(_recording("np1", 64), "rigid_fast") == "rigid_fast"
+    with pytest.raises(DlsortInputError, match="motion_correction='bogus'"):
+        resolve_motion_correction(_recording("np1", 64), "bogus")
+
+
+def test_filter_corners_are_checked():
+    recording = _recording("staggered", 8)
+    with pytest.raises(ValueError, match="freq_min=20000"):
+        preprocess(recording, freq_min=20_000)
+    assert preprocess(recording, freq_max=1e6).get_num_channels() == 8  # clipped below Nyquist
+
+
+def test_motion_corrected_recording_keeps_its_shape(accuracy_case):
+    recording, _ = accuracy_case
+    corrected = preprocess(recording, motion_correction="rigid_fast", job_kwargs={"n_jobs": 1, "progress_bar": False})
+    assert type(corrected).__name__ == "InterpolateMotionRecording"
+    assert corrected.get_num_samples() == recording.get_num_samples()
+    traces = corrected.get_traces(start_frame=300_000, end_frame=330_000)
+    assert traces.shape == (30_000, recording.get_num_channels())
+    assert np.all(np.isfinite(traces))
+    # a static recording: the correction must not wreck the signal (most of its variance survives)
+    plain = preprocess(recording).get_traces(start_frame=300_000, end_frame=330_000)
+    assert np.corrcoef(plain.ravel(), traces.ravel())[0, 1] > 0.8
