@@ -69,7 +69,7 @@ def _sort(args: argparse.Namespace) -> int:
         params["device"] = args.device
     if args.n_jobs is not None:
         params["n_jobs"] = args.n_jobs
-    _validate_before_folder(recording, params)
+    _validate_before_folder(recording, params, Path(args.output), args.overwrite)
     sorting = run_sorter(
         "dlsort", recording, folder=args.output, remove_existing_folder=args.overwrite, verbose=False, **params
     )
@@ -77,10 +77,14 @@ def _sort(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate_before_folder(recording, params: dict) -> None:
-    """Validate parameters and recording before SpikeInterface touches the output folder."""
+def _validate_before_folder(recording, params: dict, output: Path, overwrite: bool) -> None:
+    """Check everything before SpikeInterface touches the output folder, so bad input loses nothing."""
     from dlsort.sorter import DlsortSorter
+    from dlsort.validation import check_recording
 
+    if output.exists() and not overwrite:
+        raise DlsortInputError(f"output folder {output} exists; choose another or pass --overwrite to replace it")
+    check_recording(recording)
     DlsortSorter._check_params(recording, None, params)
 
 

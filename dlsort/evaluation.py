@@ -78,7 +78,7 @@ def ground_truth_snrs(recording, gt_sorting, seed: int = 0) -> np.ndarray:
 
     analyzer = create_sorting_analyzer(gt_sorting, recording, sparse=False, format="memory")
     analyzer.compute("random_spikes", max_spikes_per_unit=200, seed=seed)
-    analyzer.compute(["templates", "noise_levels"])
+    analyzer.compute(["templates", "noise_levels"], n_jobs=1, progress_bar=False)
     snrs = compute_snrs(analyzer)
     return np.array([snrs[unit] for unit in gt_sorting.unit_ids], dtype="float64")
 

@@ -45,6 +45,7 @@ def test_sort_writes_a_sorter_folder(tiny_recording, tmp_path, capsys):
         ),
         (lambda rec, tmp: ["sort", str(tmp), "-o", str(tmp / "o")], "cannot open"),
         (lambda rec, tmp: ["demo", "--duration", "1"], "--duration >= 5"),
+        (lambda rec, tmp: ["sort", folder_of(rec), "-o", str(tmp)], "exists; choose another or pass --overwrite"),
     ],
 )
 def test_errors_are_one_line(tiny_recording, tmp_path, capsys, make_args, message):
