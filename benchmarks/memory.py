@@ -28,14 +28,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import git_commit, one_line, write_report  # noqa: E402
+from report import dlsort_source, one_line, write_report  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_KWARGS = {"n_jobs": 2, "chunk_duration": "1s", "progress_bar": False}
 # Functions of dlsort.pipeline that are timed and memory-profiled as stages (wrapped at run time).
-STAGES = ["preprocess", "get_noise_levels", "detect_peaks", "sample_peaks_per_channel", "build_neighbourhoods",
-          "extract_features", "cluster", "estimate_templates", "merge_similar", "clean_templates",
-          "match_templates", "_to_sorting"]
+STAGES = [
+    "resolve_motion_correction", "preprocess", "get_noise_levels", "detect_peaks", "sample_peaks_per_channel",
+    "build_neighbourhoods", "extract_features", "cluster", "estimate_templates", "merge_similar",
+    "templates_from_features", "clean_templates", "match_templates", "remove_ghosts_and_duplicates", "_to_sorting",
+]
 
 
 def rss_kib(pid: int) -> int:
@@ -48,6 +50,15 @@ def rss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def command_name(pid: int) -> str:
+    """Short command line of a process ("" if it has gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+    except OSError:
+        return ""
 
 
 def descendants(pid: int) -> list[int]:
@@ -81,6 +92,8 @@ class MemorySampler:
         Highest sampled RSS of this process plus its descendants.
     peak_stage : str
         Stage during which that peak was sampled.
+    peak_processes : list of list
+        [pid, RSS in KiB, command] of every descendant alive at that peak.
     """
 
     def __init__(self, interval_s: float = 0.2) -> None:
@@ -89,6 +102,7 @@ class MemorySampler:
         self.stages: dict[str, dict] = {}
         self.peak_total_kib = 0
         self.peak_stage = "setup"
+        self.peak_processes: list[list] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -103,12 +117,17 @@ class MemorySampler:
         """Take one sample now and attribute it to the current stage."""
         me = os.getpid()
         own = rss_kib(me)
-        total = own + sum(rss_kib(pid) for pid in descendants(me))
-        entry = self.stages.setdefault(self.stage, {"peak_total_kib": 0, "peak_self_kib": 0, "time_s": 0.0})
+        children = [(pid, rss_kib(pid)) for pid in descendants(me)]
+        total = own + sum(rss for _, rss in children)
+        entry = self.stages.setdefault(
+            self.stage, {"peak_total_kib": 0, "peak_self_kib": 0, "time_s": 0.0, "max_descendants": 0}
+        )
         entry["peak_total_kib"] = max(entry["peak_total_kib"], total)
         entry["peak_self_kib"] = max(entry["peak_self_kib"], own)
+        entry["max_descendants"] = max(entry.get("max_descendants", 0), len(children))
         if total > self.peak_total_kib:
             self.peak_total_kib, self.peak_stage = total, self.stage
+            self.peak_processes = [[pid, rss, command_name(pid)] for pid, rss in children]
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -176,7 +195,7 @@ def run_one(minutes: float, workdir: Path) -> dict:
     import dlsort.pipeline as pipeline
     from dlsort.params import validate_params
 
-    record = {"minutes": minutes, "status": "running", "job_kwargs": JOB_KWARGS, "dlsort_git": git_commit(REPO_ROOT),
+    record = {"minutes": minutes, "status": "running", "job_kwargs": JOB_KWARGS, "dlsort_git": dlsort_source(),
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     sampler = MemorySampler()
     for name in STAGES:
@@ -204,6 +223,7 @@ def run_one(minutes: float, workdir: Path) -> dict:
         maxrss_children_kib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
         sampled_peak_total_kib=sampler.peak_total_kib,
         peak_stage=sampler.peak_stage,
+        peak_processes=sampler.peak_processes,
         stages=sampler.stages,
     )
     path = workdir / "memory" / f"{minutes:g}min.json"
@@ -218,7 +238,7 @@ def run_in_subprocess(minutes: float, workdir: Path) -> dict:
     path.unlink(missing_ok=True)
     log_path = workdir / "memory" / f"{minutes:g}min.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))}
     with open(log_path, "w") as log:
         returncode = subprocess.run([sys.executable, __file__, "--run-one", f"{minutes:g}", "--workdir", str(workdir)],
                                     stdout=log, stderr=subprocess.STDOUT, env=env).returncode

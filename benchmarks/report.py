@@ -60,11 +60,29 @@ def git_commit(repo: Path) -> str:
         return "unknown"
 
 
+def dlsort_source() -> str:
+    """Which dlsort is imported: the ``SNAPSHOT`` label beside a copied package, else its checkout's commit."""
+    import dlsort
+
+    root = Path(dlsort.__file__).resolve().parents[1]
+    label = root / "SNAPSHOT"
+    return label.read_text().strip() if label.exists() else git_commit(root)
+
+
 def record_commands(workdir: Path, **commands: str | None) -> dict:
-    """Merge ``commands`` (e.g. ``benchmark="python ..."``) into ``<workdir>/commands.json`` and return all."""
+    """Add ``commands`` (e.g. ``benchmark="python ..."``) to ``<workdir>/commands.json`` and return all.
+
+    Returns
+    -------
+    dict
+        Key -> list of the distinct commands run, oldest first.
+    """
     path = workdir / "commands.json"
     stored = json.loads(path.read_text()) if path.exists() else {}
-    stored.update({key: value for key, value in commands.items() if value})
+    stored = {key: [value] if isinstance(value, str) else value for key, value in stored.items()}
+    for key, value in commands.items():
+        if value and value not in stored.setdefault(key, []):
+            stored[key].append(value)
     workdir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stored, indent=1))
     return stored
@@ -90,7 +108,7 @@ def case_table(records: list[dict]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     reference = next((r for r in records if r["sorter"] == REFERENCE_SORTER and r["status"] == "ok"), None)
     order = {name: i for i, name in enumerate(SORTER_ORDER)}
-    for record in sorted(records, key=lambda r: order.get(r["sorter"], len(order))):
+    for record in sorted(records, key=lambda r: (order.get(r["sorter"].split(":")[0], len(order)), r["sorter"])):
         ok = record["status"] == "ok"
         wall = record.get("wall_time_s")
         evaluation = record.get("evaluation") or {}
@@ -172,7 +190,8 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     memory_records = load_json_files((workdir / "memory").glob("*min.json"))
     all_records = [r for records in case_records.values() for r in records] + memory_records
     starts = sorted(r["started_utc"] for r in all_records if "started_utc" in r)
-    dlsort_commits = sorted({r["dlsort_git"] for r in all_records if r.get("dlsort_git")})
+    dlsort_records = [r for r in all_records if r.get("sorter", "dlsort").startswith("dlsort")]
+    dlsort_commits = sorted({r["dlsort_git"] for r in dlsort_records if r.get("dlsort_git")})
     versions = {}
     for records in case_records.values():
         for r in records:
@@ -187,10 +206,11 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "",
         "## How this was produced",
         "",
-        "Commands (from the repository root, with `PYTHONPATH=.` so the source tree is used):",
+        "Commands (from the repository root, with `PYTHONPATH` naming the dlsort under test, `.` for the source tree; "
+        "the dlsort rows and the memory table below used a frozen copy, see the notes at the end):",
         "",
     ]
-    lines += [f"- `{commands[key]}`" for key in ("benchmark", "memory") if key in commands]
+    lines += [f"- `{command}`" for key in ("memory", "benchmark") for command in commands.get(key, [])]
     lines += [
         "",
         f"- Date (UTC): {starts[0] if starts else '—'} to {starts[-1] if starts else '—'} "
@@ -216,7 +236,8 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "in this work directory.",
         "- Sorter parameters: defaults, plus `job_kwargs=dict(n_jobs=2, progress_bar=False)` for spykingcircus2, "
         "tridesclous2 and lupin, `n_jobs=2, progress_bar=False` for dlsort and mountainsort5, and also "
-        "`torch_device=\"cpu\"` for kilosort4. A run longer than the timeout is killed and reported as timed out.",
+        "`torch_device=\"cpu\"` for kilosort4. A row named `sorter:key=value` ran with that parameter "
+        "added. A run longer than the timeout is killed and reported as timed out.",
         "",
         "## Ground-truth cases",
         "",

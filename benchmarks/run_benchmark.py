@@ -13,6 +13,8 @@ longer than ``--timeout-s`` is recorded as a failed row instead of stopping the 
 Each (case, sorter) result is stored as ``<workdir>/<case>/results/<sorter>.json`` and the
 markdown report is rewritten after every sorter, so partial results are never lost.
 
+A sorter may carry extra parameters, ``name:key=value[,key=value]`` (for example
+``dlsort:motion_correction=dredge_fast``); it is then stored and reported under that spec.
 ``--report-only`` rewrites the report from the JSON files already in the work directory.
 """
 
@@ -29,31 +31,51 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import git_commit, one_line, write_report  # noqa: E402
+from report import dlsort_source, one_line, write_report  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ALL_SORTERS = ["dlsort", "spykingcircus2", "tridesclous2", "lupin", "mountainsort5", "kilosort4"]
 N_JOBS = 2
 
 
-def sorter_params(sorter: str) -> dict:
-    """Parameters that make ``sorter`` use 2 workers and stay quiet.
+def parse_sorter_spec(spec: str) -> tuple[str, dict]:
+    """Split a sorter spec ``name[:key=value[,key=value...]]`` into the sorter name and extra parameters.
+
+    Values are read as JSON when they parse (numbers, true/false/null), else kept as strings, e.g.
+    ``dlsort:motion_correction=dredge_fast`` -> ``("dlsort", {"motion_correction": "dredge_fast"})``.
+    """
+    name, _, rest = spec.partition(":")
+    extra = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            extra[key] = json.loads(value)
+        except ValueError:
+            extra[key] = value
+    return name, extra
+
+
+def sorter_params(spec: str) -> dict:
+    """Parameters that make a sorter use 2 workers and stay quiet, plus the spec's extra parameters.
 
     Parameters
     ----------
-    sorter : str
-        SpikeInterface sorter name.
+    spec : str
+        SpikeInterface sorter name, optionally with extra parameters (``parse_sorter_spec``).
 
     Returns
     -------
     dict
         Keyword arguments for ``run_sorter`` on top of the sorter's defaults.
     """
+    sorter, extra = parse_sorter_spec(spec)
     if sorter in ("spykingcircus2", "tridesclous2", "lupin"):
-        return {"job_kwargs": {"n_jobs": N_JOBS, "progress_bar": False}}
-    if sorter == "kilosort4":
-        return {"n_jobs": N_JOBS, "progress_bar": False, "torch_device": "cpu"}
-    return {"n_jobs": N_JOBS, "progress_bar": False}  # dlsort, mountainsort5
+        params = {"job_kwargs": {"n_jobs": N_JOBS, "progress_bar": False}}
+    elif sorter == "kilosort4":
+        params = {"n_jobs": N_JOBS, "progress_bar": False, "torch_device": "cpu"}
+    else:  # dlsort, mountainsort5
+        params = {"n_jobs": N_JOBS, "progress_bar": False}
+    return {**params, **extra}
 
 
 def case_folder(workdir: Path, case: str) -> Path:
@@ -117,10 +139,12 @@ def run_one(case: str, sorter: str, workdir: Path) -> dict:
     snrs = np.load(folder / "snrs.npy")
     record = base_record(case, sorter, recording.get_total_duration())
     try:
-        record["sorter_version"] = str(sorter_dict[sorter].get_sorter_version())
+        name = parse_sorter_spec(sorter)[0]
+        record["sorter_version"] = str(sorter_dict[name].get_sorter_version())
+        save_record(record, workdir)  # status "running": the parent completes it on a timeout or crash
         start = time.perf_counter()
         sorting = run_sorter(
-            sorter, recording, folder=folder / "sorters" / sorter, remove_existing_folder=True,
+            name, recording, folder=folder / "sorters" / sorter, remove_existing_folder=True,
             verbose=False, raise_error=True, **sorter_params(sorter),
         )
         record["wall_time_s"] = time.perf_counter() - start
@@ -143,7 +167,7 @@ def base_record(case: str, sorter: str, duration_s: float) -> dict:
         "status": "running",
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sorter_params": sorter_params(sorter),
-        "dlsort_git": git_commit(REPO_ROOT),
+        "dlsort_git": dlsort_source(),
     }
 
 
@@ -174,8 +198,9 @@ def run_in_subprocess(case: str, sorter: str, workdir: Path, timeout_s: float) -
     result_path.unlink(missing_ok=True)
     log_path = case_folder(workdir, case) / "logs" / f"{sorter}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))}
     command = [sys.executable, __file__, "--run-one", case, sorter, "--workdir", str(workdir)]
+    started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     start = time.perf_counter()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -184,19 +209,27 @@ def run_in_subprocess(case: str, sorter: str, workdir: Path, timeout_s: float) -
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)  # the sorter's own worker processes too
             process.wait()
-            record = base_record(case, sorter, duration)
-            record.update(status="timed out", wall_time_s=time.perf_counter() - start,
+            record = read_record(result_path) or base_record(case, sorter, duration)
+            record.update(status="timed out", wall_time_s=time.perf_counter() - start, started_utc=started_utc,
                           error=f"timed out after {timeout_s:g} s (killed)")
             save_record(record, workdir)
             return record
-    if result_path.exists():
-        record = json.loads(result_path.read_text())
-        if record["status"] != "running":
-            return record
-    record = base_record(case, sorter, duration)
-    record.update(status="failed", error=f"subprocess exited with code {returncode}: {last_line(log_path)}")
+    record = read_record(result_path)
+    if record and record["status"] != "running":
+        return record
+    record = record or base_record(case, sorter, duration)
+    record.update(status="failed", started_utc=started_utc,
+                  error=f"subprocess exited with code {returncode}: {last_line(log_path)}")
     save_record(record, workdir)
     return record
+
+
+def read_record(path: Path) -> dict | None:
+    """The result record stored at ``path``, or None when there is none (or it is unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def last_line(path: Path) -> str:
@@ -209,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=["S", "M", "D"])
-    parser.add_argument("--sorters", nargs="+", default=ALL_SORTERS)
+    parser.add_argument("--sorters", nargs="+", default=ALL_SORTERS,
+                        help="sorter names, optionally with parameters: dlsort:motion_correction=dredge_fast")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--timeout-s", type=float, default=900.0)
@@ -221,7 +255,9 @@ def main(argv: list[str] | None = None) -> None:
         run_one(*args.run_one, workdir)
         return
     command = "python benchmarks/run_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    if not args.report_only:
+    if args.report_only:
+        command = None
+    else:
         for case in args.cases:
             print(f"[{time.strftime('%H:%M:%S')}] case {case}: preparing", flush=True)
             prepare_case(case, workdir)

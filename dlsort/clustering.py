@@ -27,8 +27,10 @@ def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int) -> np.
 
     if len(points) < 2 * min_cluster_size:
         return np.zeros(len(points), dtype="int64")
+    # core_dist_n_jobs=1: hdbscan's default starts 4 worker processes (~160 MiB each) that stay
+    # alive for the rest of the sort; on a few low-dimensional features one core is fast enough.
     clusterer = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="eom"
+        min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="eom", core_dist_n_jobs=1
     )
     return clusterer.fit_predict(points).astype("int64")
 

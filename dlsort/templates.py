@@ -1,8 +1,9 @@
-"""Templates of clustered peaks: estimation, similarity merges and cleaning.
+"""Templates of clustered peaks: decoded from features or averaged from the recording, merges, cleaning.
 
-Templates are averages of the preprocessed recording around a bounded random sample of each
-cluster's peaks (SpikeInterface's streaming accumulator), so their cost does not grow with the
-recording length.
+``templates_from_features`` decodes a cluster's mean embedding (no pass over the recording; used
+for merge decisions). ``estimate_templates`` averages the preprocessed recording around a
+bounded random sample of each cluster's peaks (SpikeInterface's streaming accumulator), so its
+cost does not grow with the recording length; these dense templates are the ones matched.
 """
 
 from __future__ import annotations
@@ -182,7 +183,8 @@ def merge_similar(
     labels : np.ndarray
         One label per peak.
     similarity_threshold : float, default: 0.9
-        Pairs at or above it merge (transitively).
+        Pairs at or above it whose peak amplitudes are within a factor 2 of each other merge
+        (transitively).
     max_shift : int, default: 3
         Samples of lag explored when comparing two templates.
 
