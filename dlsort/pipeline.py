@@ -1,11 +1,12 @@
 """The dlsort pipeline, top-down.
 
-recording -> preprocess -> detect peaks -> sample peaks for clustering -> neighbourhood
-snippets -> denoise -> features -> HDBSCAN + split -> templates -> merge similar ->
-clean -> template matching over the whole recording -> sorting.
+recording -> preprocess (filter, reference, motion correction) -> detect peaks -> sample peaks
+for clustering -> neighbourhood snippets -> denoise -> features -> HDBSCAN (+ optional split)
+-> merge clusters with similar feature-decoded templates -> templates from the recording ->
+clean -> template matching over the whole recording -> curation -> sorting.
 
 Every stage streams in chunks through SpikeInterface's job machinery; clustering sees at most
-``clustering_max_spikes_per_channel`` peaks per channel, so memory does not grow with the
+``clustering_max_spikes_per_channel`` peaks per channel, so its memory does not grow with the
 recording's length.
 """
 
