@@ -16,7 +16,7 @@ from spikeinterface.core.node_pipeline import PeakRetriever, PipelineNode, run_n
 
 from dlsort.denoising import denoise_snippets
 from dlsort.errors import check_choice
-from dlsort.waveforms import Neighbourhoods, NeighbourhoodWaveforms
+from dlsort.waveforms import Neighbourhoods, NeighbourhoodWaveforms, build_neighbourhoods
 
 FEATURE_METHODS = ("tpca",)
 
@@ -35,11 +35,6 @@ class TemporalPCA:
 
     mean: np.ndarray
     components: np.ndarray
-
-    @property
-    def num_samples(self) -> int:
-        """Samples of the waveforms the basis applies to."""
-        return self.components.shape[1]
 
     def inverse_transform(self, embedding: np.ndarray) -> np.ndarray:
         """Waveforms (..., num_samples) from embeddings (..., n_components)."""
@@ -242,8 +237,6 @@ def extract_features(
     """
     check_choice("features method", method, FEATURE_METHODS)
     if neighbourhoods is None:
-        from dlsort.waveforms import build_neighbourhoods
-
         neighbourhoods = build_neighbourhoods(recording.get_channel_locations(), radius_um)
     tpca = fit_temporal_pca(
         recording,

@@ -11,7 +11,13 @@ import numbers
 from dataclasses import dataclass
 from typing import Any
 
+from dlsort.clustering import CLUSTERING_METHODS
+from dlsort.denoising import DENOISING_METHODS
+from dlsort.detection import DETECTION_METHODS
 from dlsort.errors import DlsortInputError
+from dlsort.features import FEATURE_METHODS
+from dlsort.matching import MATCHING_METHODS
+from dlsort.preprocessing import MOTION_PRESETS
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,10 @@ PARAMETERS: dict[str, Parameter] = {
         "SpikeInterface motion-correction preset applied after filtering, None, or 'auto' (dredge_fast on probes "
         "with more than 32 channels spanning at most 60 um across, else none).",
         str,
-        choices=("auto", "dredge_fast", "nonrigid_fast_and_accurate", "rigid_fast", "kilosort_like"),
+        choices=("auto", *MOTION_PRESETS),
         nullable=True,
     ),
-    "detection_method": Parameter("threshold", "Spike detection method.", str, choices=("threshold",)),
+    "detection_method": Parameter("threshold", "Spike detection method.", str, choices=tuple(DETECTION_METHODS)),
     "detect_threshold": Parameter(
         5.0, "Detection threshold in multiples of the noise level (MAD).", float, low=1.0, high=100.0
     ),
@@ -67,10 +73,10 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "ms_before": Parameter(1.0, "Snippet and template window before the peak (ms).", float, low=0.1, high=10.0),
     "ms_after": Parameter(1.5, "Snippet and template window after the peak (ms).", float, low=0.1, high=10.0),
-    "denoising_method": Parameter("none", "Waveform denoising method.", str, choices=("none",)),
-    "features_method": Parameter("tpca", "Feature extraction method.", str, choices=("tpca",)),
+    "denoising_method": Parameter("none", "Waveform denoising method.", str, choices=tuple(DENOISING_METHODS)),
+    "features_method": Parameter("tpca", "Feature extraction method.", str, choices=FEATURE_METHODS),
     "n_components": Parameter(5, "Embedding dimension per channel.", int, low=1, high=64),
-    "clustering_method": Parameter("hdbscan", "Clustering method.", str, choices=("hdbscan",)),
+    "clustering_method": Parameter("hdbscan", "Clustering method.", str, choices=CLUSTERING_METHODS),
     "clustering_max_spikes_per_channel": Parameter(
         1000, "Peaks per detection channel sampled for clustering (memory and time stay bounded).", int, low=50
     ),
@@ -109,7 +115,7 @@ PARAMETERS: dict[str, Parameter] = {
         "Template matching engine that finds every spike of every unit, or 'none' to keep the clustered peaks "
         "(then every peak is clustered).",
         str,
-        choices=("circus-omp", "wobble", "tdc-peeler", "nearest", "none"),
+        choices=(*MATCHING_METHODS, "none"),
     ),
     "device": Parameter(
         "auto", "Device of the neural stages: 'auto', 'cpu' or 'cuda'.", str, choices=("auto", "cpu", "cuda")

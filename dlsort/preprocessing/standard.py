@@ -29,7 +29,7 @@ def resolve_motion_correction(recording, motion_correction: str | None) -> str |
     """
     if motion_correction != "auto":
         if motion_correction is not None:
-            check_choice("motion_correction", motion_correction, MOTION_PRESETS + ("auto",))
+            check_choice("motion_correction", motion_correction, ("auto", *MOTION_PRESETS))
         return motion_correction
     x = recording.get_channel_locations()[:, 0]
     shank_like = recording.get_num_channels() > 32 and np.ptp(x) <= 60.0
