@@ -74,3 +74,8 @@ def test_device_resolution():
 def test_pure_noise_gives_an_empty_sorting(tmp_path):
     sorting = _run(saved_recording(tmp_path, _noise(num_samples=90_000) * 5, LOCATIONS), tmp_path)
     assert len(sorting.unit_ids) == 0
+
+
+def test_unreadable_chunk_duration(tmp_path):
+    with pytest.raises(DlsortInputError, match="chunk_duration='soon' is not understood"):
+        _run(saved_recording(tmp_path, _noise(), LOCATIONS), tmp_path, chunk_duration="soon")
