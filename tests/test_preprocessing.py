@@ -4,7 +4,8 @@ from spikeinterface.core import NumpyRecording
 
 from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
-from dlsort.preprocessing import preprocess, resolve_motion_correction
+from dlsort.preprocessing import MOTION_PRESETS, preprocess, resolve_motion_correction
+from dlsort.preprocessing.standard import BOUNDED_MOTION_ESTIMATION
 
 
 def _recording(probe_kind: str, num_channels: int, seconds: float = 1.0):
@@ -30,8 +31,18 @@ def test_filter_corners_are_checked():
     assert preprocess(recording, freq_max=1e6).get_num_channels() == 8  # clipped below Nyquist
 
 
-def test_motion_corrected_recording_keeps_its_shape(accuracy_case):
+def test_bounded_motion_estimation_applies_to_dredge_presets_only():
+    from spikeinterface.preprocessing.motion import motion_options_preset
+
+    for preset in MOTION_PRESETS:
+        uses_dredge = motion_options_preset[preset]["estimate_motion_kwargs"].get("method") == "dredge_ap"
+        assert (preset in BOUNDED_MOTION_ESTIMATION) == uses_dredge, preset
+
+
+def test_motion_corrected_recording_keeps_its_shape(accuracy_case, monkeypatch):
     recording, _ = accuracy_case
+    # 30 s in 5-s bins and 2-bin chunks: the online estimation registers three consecutive chunks.
+    monkeypatch.setitem(BOUNDED_MOTION_ESTIMATION, "rigid_fast", {"batching_mode": "online", "chunk_len_s": 2})
     corrected = preprocess(recording, motion_correction="rigid_fast", job_kwargs={"n_jobs": 1, "progress_bar": False})
     assert type(corrected).__name__ == "InterpolateMotionRecording"
     assert corrected.get_num_samples() == recording.get_num_samples()
