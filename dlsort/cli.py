@@ -1,4 +1,4 @@
-"""The ``dlsort`` command line: ``dlsort sort`` and ``dlsort demo``.
+"""The ``dlsort`` command line: ``dlsort sort``, ``dlsort demo`` and ``dlsort models ...``.
 
 Errors the user can fix are printed as one line (``dlsort: error: ...``) with exit code 2;
 ``--debug`` shows the traceback instead.
@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from dlsort.errors import DlsortInputError
+from dlsort.models.cli import add_models_parser
 
 
 def read_recording(path: Path):
@@ -142,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", choices=("auto", "cpu", "cuda"))
     demo.add_argument("--folder", help="keep the recording and the sorter output here")
     demo.set_defaults(handler=_demo)
+
+    add_models_parser(commands)
     return parser
 
 
