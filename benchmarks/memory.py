@@ -9,7 +9,7 @@ Each length runs in a fresh subprocess that builds a lazy 64-channel Neuropixels
 recording (40 units, 30 kHz, seeded; never written to disk), calls
 ``dlsort.pipeline.run_pipeline`` on it with ``n_jobs=2, chunk_duration="1s"`` and reports
 ``ru_maxrss`` of itself and of its (process) workers, the wall time, and the peak RSS of the
-process tree sampled every 0.2 s, split by pipeline stage. Results go to
+process tree (RSS and PSS) sampled every 0.2 s, split by pipeline stage. Results go to
 ``<workdir>/memory/<minutes>min.json`` and the section "Peak memory vs recording length" of the
 report. Linux only (reads ``/proc``).
 """
@@ -40,16 +40,25 @@ STAGES = [
 ]
 
 
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process in KiB (0 if it has gone)."""
+def _proc_field(path: str, field: str) -> int:
     try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
+        with open(path) as lines:
+            for line in lines:
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process in KiB (0 if it has gone)."""
+    return _proc_field(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size in KiB: pages shared by n processes count 1/n each, so sums over processes are real."""
+    return _proc_field(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def command_name(pid: int) -> str:
@@ -90,6 +99,8 @@ class MemorySampler:
         Stage -> {"peak_total_kib", "peak_self_kib", "time_s"}.
     peak_total_kib : int
         Highest sampled RSS of this process plus its descendants.
+    peak_pss_kib : int
+        Highest sampled PSS (shared pages divided among their sharers) of the same processes.
     peak_stage : str
         Stage during which that peak was sampled.
     peak_processes : list of list
@@ -101,6 +112,7 @@ class MemorySampler:
         self.stage = "setup"
         self.stages: dict[str, dict] = {}
         self.peak_total_kib = 0
+        self.peak_pss_kib = 0
         self.peak_stage = "setup"
         self.peak_processes: list[list] = []
         self._stop = threading.Event()
@@ -119,10 +131,13 @@ class MemorySampler:
         own = rss_kib(me)
         children = [(pid, rss_kib(pid)) for pid in descendants(me)]
         total = own + sum(rss for _, rss in children)
-        entry = self.stages.setdefault(
-            self.stage, {"peak_total_kib": 0, "peak_self_kib": 0, "time_s": 0.0, "max_descendants": 0}
-        )
+        pss = pss_kib(me) + sum(pss_kib(pid) for pid, _ in children)
+        entry = self.stages.setdefault(self.stage, {
+            "peak_total_kib": 0, "peak_self_kib": 0, "peak_pss_kib": 0, "time_s": 0.0, "max_descendants": 0,
+        })
         entry["peak_total_kib"] = max(entry["peak_total_kib"], total)
+        entry["peak_pss_kib"] = max(entry["peak_pss_kib"], pss)
+        self.peak_pss_kib = max(self.peak_pss_kib, pss)
         entry["peak_self_kib"] = max(entry["peak_self_kib"], own)
         entry["max_descendants"] = max(entry.get("max_descendants", 0), len(children))
         if total > self.peak_total_kib:
@@ -222,6 +237,7 @@ def run_one(minutes: float, workdir: Path) -> dict:
         maxrss_self_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         maxrss_children_kib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
         sampled_peak_total_kib=sampler.peak_total_kib,
+        sampled_peak_pss_kib=sampler.peak_pss_kib,
         peak_stage=sampler.peak_stage,
         peak_processes=sampler.peak_processes,
         stages=sampler.stages,

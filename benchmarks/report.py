@@ -137,7 +137,8 @@ def memory_table(records: list[dict]) -> list[str]:
     records = sorted(records, key=lambda r: r["minutes"])
     mib = 1024.0
     header = ["recording length (min)", "status", "wall time (s)", "real-time factor", "peak RSS main process (MiB)",
-              "peak RSS largest worker (MiB)", "peak RSS main + workers, sampled (MiB)", "stage at the peak",
+              "peak RSS largest worker (MiB)", "peak RSS main + workers, sampled (MiB)",
+              "peak PSS main + workers, sampled (MiB)", "stage at the peak",
               "peaks detected", "units found"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in records:
@@ -146,7 +147,9 @@ def memory_table(records: list[dict]) -> list[str]:
             f"{r['minutes']:g}", r["status"] if ok else f"**{r['status']}**: {one_line(r.get('error', ''))}",
             fmt(r.get("wall_time_s"), 1), fmt(r["wall_time_s"] / (60 * r["minutes"]) if ok else None),
             fmt(r["maxrss_self_kib"] / mib if ok else None, 0), fmt(r["maxrss_children_kib"] / mib if ok else None, 0),
-            fmt(r["sampled_peak_total_kib"] / mib if ok else None, 0), r.get("peak_stage", "—"),
+            fmt(r["sampled_peak_total_kib"] / mib if ok else None, 0),
+            fmt(r["sampled_peak_pss_kib"] / mib if ok and "sampled_peak_pss_kib" in r else None, 0),
+            r.get("peak_stage", "—"),
             fmt(r.get("num_peaks")), fmt(r.get("num_units")),
         ]) + " |")
     stages = []
@@ -155,7 +158,7 @@ def memory_table(records: list[dict]) -> list[str]:
             if stage not in stages:
                 stages.append(stage)
     if stages:
-        lines += ["", "Per stage: sampled peak RSS of the main process plus its workers (MiB) / "
+        lines += ["", "Per stage: sampled peak RSS / peak PSS of the main process plus its workers (MiB) / "
                   "time in the stage (s).", ""]
         header = ["stage"] + [f"{r['minutes']:g} min" for r in records]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -163,13 +166,38 @@ def memory_table(records: list[dict]) -> list[str]:
             cells = [stage]
             for r in records:
                 s = r.get("stages", {}).get(stage)
-                cells.append(f"{s['peak_total_kib'] / mib:.0f} / {s['time_s']:.1f}" if s else "—")
+                pss = f"{s['peak_pss_kib'] / mib:.0f}" if s and "peak_pss_kib" in s else "—"
+                cells.append(f"{s['peak_total_kib'] / mib:.0f} / {pss} / {s['time_s']:.1f}" if s else "—")
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
+def denoising_section(record: dict | None) -> list[str]:
+    """The "Waveform denoising" section from ``benchmarks/denoising.py``'s result."""
+    lines = ["## Waveform denoising", ""]
+    if record is None:
+        return lines + ["Not run yet.", ""]
+    speeds = record["waveforms_per_second"]
+    lines += [
+        f"Model `{record['model']['id']}` (sha256 `{record['model']['sha256'][:16]}...`) on 20 000 held-out "
+        f"synthetic spikes (units of a seed it was not trained on) in {record['noise']}, window of "
+        f"{record['num_samples']} samples at 30 kHz. Mean squared error to the clean spike in noise-variance "
+        "units; temporal PCA keeps 5 components fitted on the same noisy waveforms. SNR = the clean spike's "
+        "trough in noise standard deviations (one channel).",
+        "",
+        "| SNR | waveforms | MSE raw | MSE temporal PCA | MSE network | network / raw | network / PCA |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in record["rows"]:
+        lines.append(f"| {row['snr']} | {row['count']} | {row['mse_raw']:.3f} | {row['mse_pca']:.3f} | "
+                     f"{row['mse_network']:.3f} | {row['network_over_raw']:.2f} | {row['network_over_pca']:.2f} |")
+    lines += ["", f"Throughput on this CPU: {speeds['1']:,.0f} waveforms/s with 1 torch thread, "
+              f"{speeds['2']:,.0f} with 2 (one waveform = one channel of one spike).", ""]
+    return lines
+
+
 def write_report(workdir: Path, output: Path, benchmark_command: str | None = None,
-                 memory_command: str | None = None) -> None:
+                 memory_command: str | None = None, denoising_command: str | None = None) -> None:
     """Rewrite ``output`` from every result stored in ``workdir``.
 
     Parameters
@@ -178,13 +206,14 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         The benchmark work directory.
     output : Path
         The markdown file to write.
-    benchmark_command, memory_command : str or None
+    benchmark_command, memory_command, denoising_command : str or None
         Commands to record (kept from earlier calls when None).
     """
     from dlsort.groundtruth import BENCHMARK_CASES
 
     workdir = Path(workdir)
-    commands = record_commands(workdir, benchmark=benchmark_command, memory=memory_command)
+    commands = record_commands(workdir, benchmark=benchmark_command, memory=memory_command,
+                               denoising=denoising_command)
     repo = Path(__file__).resolve().parents[1]
     case_records = {case: load_json_files((workdir / case / "results").glob("*.json")) for case in CASE_ORDER}
     memory_records = load_json_files((workdir / "memory").glob("*min.json"))
@@ -210,7 +239,7 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "the dlsort rows and the memory table below used a frozen copy, see the notes at the end):",
         "",
     ]
-    lines += [f"- `{command}`" for key in ("memory", "benchmark") for command in commands.get(key, [])]
+    lines += [f"- `{command}`" for key in ("memory", "benchmark", "denoising") for command in commands.get(key, [])]
     lines += [
         "",
         f"- Date (UTC): {starts[0] if starts else '—'} to {starts[-1] if starts else '—'} "
@@ -258,11 +287,15 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "`ru_maxrss` of the process (RUSAGE_SELF) and of its largest waited-for worker (RUSAGE_CHILDREN is the "
         "maximum over children, not a sum); the sampled column adds the RSS of the main process and all its "
         "live descendants every 0.2 s (an upper bound of what the machine holds: pages shared between the forked "
-        "workers and the main process, such as the torch and numpy libraries, are counted once per process).",
+        "workers and the main process, such as the torch and numpy libraries, are counted once per process); the "
+        "PSS column sums the proportional set sizes of the same processes (a page shared by n processes counts "
+        "1/n in each), which is what they hold together.",
         "",
     ]
     lines += memory_table(memory_records)
-    lines += ["", NOTES_MARKER]
+    denoising = load_json_files([workdir / "denoising" / "results.json"])
+    lines += [""] + denoising_section(denoising[0] if denoising else None)
+    lines += [NOTES_MARKER]
     notes = ""
     if output.exists() and NOTES_MARKER in output.read_text():
         notes = output.read_text().split(NOTES_MARKER, 1)[1]

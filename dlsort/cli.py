@@ -1,4 +1,4 @@
-"""The ``dlsort`` command line: ``dlsort sort``, ``dlsort demo`` and ``dlsort models ...``.
+"""The ``dlsort`` command line: ``dlsort sort``, ``dlsort demo``, ``dlsort models ...`` and ``dlsort train ...``.
 
 Errors the user can fix are printed as one line (``dlsort: error: ...``) with exit code 2;
 ``--debug`` shows the traceback instead.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dlsort.errors import DlsortInputError
 from dlsort.models.cli import add_models_parser
+from dlsort.training.cli import add_train_parser
 
 
 def read_recording(path: Path):
@@ -145,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     add_models_parser(commands)
+    add_train_parser(commands)
     return parser
 
 

@@ -1,42 +1,176 @@
 """Waveform denoising stage.
 
-``denoise_snippets(snippets, method=...)`` maps neighbourhood snippets
-(num_snippets, num_samples, width) to snippets of the same shape. ``"none"`` leaves them as they
-are (the classical pipeline); neural denoisers plug in beside it in ``DENOISING_METHODS``.
+``make_denoiser(method, ...)`` returns a ``Denoiser``: called on neighbourhood snippets
+(num_snippets, num_samples, width) and the channel of each slot, it returns snippets of the same
+shape. ``"none"`` leaves them as they are (the classical pipeline); ``"neural"`` runs a trained
+single-channel network (``dlsort.nn.SingleChannelDenoiser``, from the model catalog or a local
+file) on every channel of every snippet, in noise-level units, resampling the window to the
+network's sampling rate when the recording's differs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from dlsort.errors import check_choice
+from dlsort.errors import DlsortInputError, check_choice
+
+DENOISING_METHODS = ("none", "neural")
+DEFAULT_DENOISER = "denoiser-generic"
 
 
-def _identity(snippets: np.ndarray) -> np.ndarray:
-    return snippets
+class Denoiser:
+    """The ``"none"`` method: snippets pass through unchanged.
+
+    Attributes
+    ----------
+    models : list of dict
+        Provenance of the networks used (``id``, ``sha256``, ``task``); empty here.
+    """
+
+    models: list[dict] = []
+
+    def __call__(self, snippets: np.ndarray, channels: np.ndarray) -> np.ndarray:
+        """Denoise (n, num_samples, width) snippets whose slots hold ``channels`` (n, width; -1 = padding)."""
+        _check_shapes(snippets, channels)
+        return snippets
 
 
-DENOISING_METHODS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"none": _identity}
-
-
-def denoise_snippets(snippets: np.ndarray, method: str = "none") -> np.ndarray:
-    """Denoise neighbourhood snippets.
+class NeuralDenoiser(Denoiser):
+    """Run a single-channel denoising network on every valid slot of every snippet.
 
     Parameters
     ----------
-    snippets : np.ndarray
-        (num_snippets, num_samples, width) float32, padded channels zero.
-    method : str, default: "none"
-        One of ``DENOISING_METHODS``.
+    network : torch.nn.Module
+        A ``SingleChannelDenoiser`` (evaluation mode).
+    model : dict
+        Provenance of the weights (``ModelFile.provenance()``).
+    resample, restore : np.ndarray or None
+        Linear-interpolation matrices from the snippet grid to the network's, (network samples,
+        snippet samples), and back, or None when the grids coincide.
+    noise_levels : np.ndarray
+        Noise standard deviation of every recording channel (snippets are divided by it).
+    device : str
+    batch_size : int
+        Waveforms per forward pass.
+    """
+
+    def __init__(self, network, model: dict, resample: np.ndarray | None, restore: np.ndarray | None,
+                 noise_levels: np.ndarray, device: str, batch_size: int = 16384):
+        self.network = network.to(device)
+        self.models = [model]
+        self.resample, self.restore = resample, restore
+        self.noise_levels = np.asarray(noise_levels, dtype="float32")
+        self.device = device
+        self.batch_size = batch_size
+
+    def __call__(self, snippets: np.ndarray, channels: np.ndarray) -> np.ndarray:
+        import torch
+
+        _check_shapes(snippets, channels)
+        valid = channels >= 0
+        waveforms = np.transpose(snippets, (0, 2, 1))[valid]  # (m, samples)
+        scale = self.noise_levels[channels[valid]][:, None]
+        waveforms = waveforms / scale
+        if self.resample is not None:
+            waveforms = waveforms @ self.resample.T
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(waveforms), self.batch_size):
+                batch = torch.as_tensor(np.ascontiguousarray(waveforms[start : start + self.batch_size]),
+                                        device=self.device)
+                out.append(self.network(batch).cpu().numpy())
+        denoised = np.concatenate(out) if out else waveforms
+        if self.restore is not None:
+            denoised = denoised @ self.restore.T
+        result = np.zeros_like(snippets)
+        transposed = np.transpose(result, (0, 2, 1))
+        transposed[valid] = denoised * scale
+        return result
+
+
+def _check_shapes(snippets: np.ndarray, channels: np.ndarray) -> None:
+    if snippets.ndim != 3 or channels.shape != (snippets.shape[0], snippets.shape[2]):
+        raise ValueError(
+            f"snippets must be (num_snippets, num_samples, width) with channels (num_snippets, width), "
+            f"got {snippets.shape} and {channels.shape}"
+        )
+
+
+def interpolation_matrix(num_in: int, nbefore_in: int, rate_in: float, num_out: int, nbefore_out: int,
+                         rate_out: float) -> np.ndarray:
+    """Linear interpolation from one sampling grid of a window to another, aligned on the peak.
 
     Returns
     -------
     np.ndarray
-        Denoised snippets, same shape and dtype.
+        float32 (num_out, num_in); ``waveform_out = matrix @ waveform_in``. Output times outside the
+        input window take the nearest input sample.
+    """
+    times_in = (np.arange(num_in) - nbefore_in) / rate_in
+    times_out = (np.arange(num_out) - nbefore_out) / rate_out
+    identity = np.eye(num_in)
+    return np.stack([np.interp(times_out, times_in, column) for column in identity], axis=1).astype("float32")
+
+
+def make_denoiser(
+    method: str,
+    sampling_frequency: float,
+    ms_before: float,
+    ms_after: float,
+    noise_levels: np.ndarray | None = None,
+    model: str | Path = DEFAULT_DENOISER,
+    device: str = "cpu",
+) -> Denoiser:
+    """Build the denoiser of a stage.
+
+    Parameters
+    ----------
+    method : {"none", "neural"}
+    sampling_frequency : float
+        Of the recording the snippets come from.
+    ms_before, ms_after : float
+        Snippet window around the peak (SpikeInterface cuts ``int(ms * fs / 1000)`` samples).
+    noise_levels : np.ndarray or None
+        Per-channel noise standard deviation (needed by ``"neural"``).
+    model : str or Path, default: "denoiser-generic"
+        Catalog id, ``id@version`` or path to a ``.safetensors`` file with its card beside it.
+    device : str, default: "cpu"
+
+    Returns
+    -------
+    Denoiser
+
+    Raises
+    ------
+    DlsortInputError
+        Unknown method, a model that is not a denoiser, weights that do not fit their card, or a
+        snippet window different from the one the network was trained on.
     """
     check_choice("denoising method", method, DENOISING_METHODS)
-    if snippets.ndim != 3:
-        raise ValueError(f"snippets must be (num_snippets, num_samples, width), got shape {snippets.shape}")
-    return DENOISING_METHODS[method](snippets)
+    if method == "none":
+        return Denoiser()
+    if noise_levels is None:
+        raise ValueError("the neural denoiser needs the recording's noise levels")
+    from dlsort.models import load
+    from dlsort.nn import build_network
+
+    tensors, card, model_file = load(model, task="denoiser")
+    network = build_network(card["architecture"], tensors)
+    rate = float(card["sampling_frequency_hz"])
+    window = card["window_ms"]
+    if not (np.isclose(ms_before, window["before"]) and np.isclose(ms_after, window["after"])):
+        raise DlsortInputError(
+            f"denoiser {model_file.id} was trained on windows of {window['before']} ms before and "
+            f"{window['after']} ms after the peak, not {ms_before} and {ms_after} ms: set "
+            f"ms_before={window['before']} and ms_after={window['after']}, or use another denoiser"
+        )
+    nbefore, nafter = int(ms_before * sampling_frequency / 1000.0), int(ms_after * sampling_frequency / 1000.0)
+    num_model = network.num_samples
+    nbefore_model = int(window["before"] * rate / 1000.0)
+    resample = restore = None
+    if rate != sampling_frequency or num_model != nbefore + nafter:
+        resample = interpolation_matrix(nbefore + nafter, nbefore, sampling_frequency, num_model, nbefore_model, rate)
+        restore = interpolation_matrix(num_model, nbefore_model, rate, nbefore + nafter, nbefore, sampling_frequency)
+    return NeuralDenoiser(network, model_file.provenance(), resample, restore, noise_levels, device)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from spikeinterface.core.node_pipeline import PeakRetriever, PipelineNode, run_node_pipeline
 
-from dlsort.denoising import denoise_snippets
+from dlsort.denoising import Denoiser
 from dlsort.errors import check_choice
 from dlsort.waveforms import Neighbourhoods, NeighbourhoodWaveforms, build_neighbourhoods
 
@@ -82,13 +82,13 @@ class PeakFeatures:
 class _FeatureNode(PipelineNode):
     """Denoise neighbourhood snippets, embed them and locate the peak."""
 
-    def __init__(self, recording, parents, tpca: TemporalPCA, neighbourhoods: Neighbourhoods, denoising: str):
+    def __init__(self, recording, parents, tpca: TemporalPCA, neighbourhoods: Neighbourhoods, denoiser: Denoiser):
         PipelineNode.__init__(self, recording, parents=parents, return_output=True)
         self.tpca = tpca
         self.neighbourhoods = neighbourhoods
-        self.denoising = denoising
+        self.denoiser = denoiser
         self.channel_locations = recording.get_channel_locations()[:, :2].astype("float32")
-        self._kwargs.update(tpca=tpca, neighbourhoods=neighbourhoods, denoising=denoising)
+        self._kwargs.update(tpca=tpca, neighbourhoods=neighbourhoods, denoiser=denoiser)
         self._dtype = np.dtype(
             [("embedding", "float32", (tpca.components.shape[0], neighbourhoods.width)), ("location", "float32", (2,))]
         )
@@ -97,8 +97,8 @@ class _FeatureNode(PipelineNode):
         return self._dtype
 
     def compute(self, traces, peaks, snippets):
-        snippets = denoise_snippets(snippets, self.denoising)
         channels = self.neighbourhoods.indices[peaks["channel_index"]]
+        snippets = self.denoiser(snippets, channels)
         mask = channels >= 0
         out = np.zeros(len(peaks), dtype=self._dtype)
         out["embedding"] = self.tpca.transform(snippets, mask)
@@ -138,7 +138,7 @@ def fit_temporal_pca(
     n_components: int,
     max_peaks: int = 5000,
     fit_slots: int = 4,
-    denoising: str = "none",
+    denoiser: Denoiser | None = None,
     seed: int | None = None,
     job_kwargs: dict | None = None,
 ) -> TemporalPCA:
@@ -159,8 +159,8 @@ def fit_temporal_pca(
     fit_slots : int, default: 4
         The nearest ``fit_slots`` channels of each neighbourhood (those that carry the spike)
         enter the fit.
-    denoising : str, default: "none"
-        Denoising applied to the snippets before the fit.
+    denoiser : Denoiser or None
+        Denoising applied to the snippets before the fit (None: none).
     seed : int or None
     job_kwargs : dict or None
 
@@ -173,7 +173,8 @@ def fit_temporal_pca(
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(peaks), size=min(max_peaks, len(peaks)), replace=False))
     snippets = _snippets(recording, peaks[chosen], neighbourhoods, ms_before, ms_after, job_kwargs)
-    snippets = denoise_snippets(snippets, denoising)
+    if denoiser is not None:
+        snippets = denoiser(snippets, neighbourhoods.indices[peaks["channel_index"][chosen]])
     slots = min(fit_slots, neighbourhoods.width)
     valid = neighbourhoods.mask[peaks["channel_index"][chosen], :slots]
     waveforms = np.transpose(snippets[:, :, :slots], (0, 2, 1))[valid].astype("float64")
@@ -201,7 +202,7 @@ def extract_features(
     ms_before: float = 1.0,
     ms_after: float = 1.5,
     n_components: int = 5,
-    denoising: str = "none",
+    denoiser: Denoiser | None = None,
     fit_peaks: np.ndarray | None = None,
     seed: int | None = None,
     job_kwargs: dict | None = None,
@@ -223,8 +224,8 @@ def extract_features(
         Snippet window around the peak.
     n_components : int, default: 5
         Embedding dimension per channel.
-    denoising : str, default: "none"
-        Waveform denoising method (see ``dlsort.denoising``).
+    denoiser : Denoiser or None
+        Waveform denoiser (``dlsort.denoising.make_denoiser``); None leaves snippets as they are.
     fit_peaks : np.ndarray or None
         Peaks the embedding is fitted on (default: ``peaks``).
     seed : int or None
@@ -245,7 +246,7 @@ def extract_features(
         ms_before,
         ms_after,
         n_components,
-        denoising=denoising,
+        denoiser=denoiser,
         seed=seed,
         job_kwargs=job_kwargs,
     )
@@ -255,7 +256,7 @@ def extract_features(
         embedding = np.zeros((0, n_components, neighbourhoods.width), "float32")
         locations = np.zeros((0, 2), "float32")
     else:
-        node = _FeatureNode(recording, [source, cutter], tpca, neighbourhoods, denoising)
+        node = _FeatureNode(recording, [source, cutter], tpca, neighbourhoods, denoiser or Denoiser())
         out = run_node_pipeline(recording, [source, cutter, node], dict(job_kwargs or {}), job_name="features")
         embedding, locations = out["embedding"], out["location"]
     return PeakFeatures(embedding, locations, neighbourhoods, basis=tpca, nbefore=cutter.nbefore)

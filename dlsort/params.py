@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlsort.clustering import CLUSTERING_METHODS
-from dlsort.denoising import DENOISING_METHODS
+from dlsort.denoising import DEFAULT_DENOISER, DENOISING_METHODS
 from dlsort.detection import DETECTION_METHODS
 from dlsort.errors import DlsortInputError
 from dlsort.features import FEATURE_METHODS
@@ -73,7 +73,19 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "ms_before": Parameter(1.0, "Snippet and template window before the peak (ms).", float, low=0.1, high=10.0),
     "ms_after": Parameter(1.5, "Snippet and template window after the peak (ms).", float, low=0.1, high=10.0),
-    "denoising_method": Parameter("none", "Waveform denoising method.", str, choices=tuple(DENOISING_METHODS)),
+    "denoising_method": Parameter(
+        "none",
+        "Waveform denoising before features and locations: 'none', or 'neural' (a single-channel network, see "
+        "denoising_model).",
+        str,
+        choices=DENOISING_METHODS,
+    ),
+    "denoising_model": Parameter(
+        DEFAULT_DENOISER,
+        "Denoising network for denoising_method='neural': a catalog id ('dlsort models list'), id@version, or "
+        "the path of a .safetensors file with its card.json beside it.",
+        str,
+    ),
     "features_method": Parameter("tpca", "Feature extraction method.", str, choices=FEATURE_METHODS),
     "n_components": Parameter(5, "Embedding dimension per channel.", int, low=1, high=64),
     "clustering_method": Parameter("hdbscan", "Clustering method.", str, choices=CLUSTERING_METHODS),

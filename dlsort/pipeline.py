@@ -20,11 +20,13 @@ from spikeinterface.core import NumpySorting, Templates, get_noise_levels
 
 from dlsort.clustering import cluster
 from dlsort.curation import remove_ghosts_and_duplicates
+from dlsort.denoising import make_denoiser
 from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
 from dlsort.matching import match_templates
 from dlsort.preprocessing import preprocess, resolve_motion_correction
 from dlsort.templates import clean_templates, estimate_templates, merge_similar, templates_from_features
+from dlsort.validation import resolve_device
 from dlsort.waveforms import build_neighbourhoods
 
 logger = logging.getLogger("dlsort")
@@ -45,7 +47,7 @@ class PipelineResult:
     motion_correction : str or None
         The motion-correction preset applied (``"auto"`` resolved).
     models : list of dict
-        Every network used (``{"id", "sha256", "stage"}``); empty for classical methods.
+        Every network used (``{"id", "sha256", "task"}``); empty for classical methods.
     """
 
     sorting: NumpySorting
@@ -129,8 +131,19 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     matching = p["matching_method"]
     cap = None if matching == "none" else p["clustering_max_spikes_per_channel"]
     sampled = peaks[sample_peaks_per_channel(peaks, cap, seed)]
+    num_peaks = len(peaks)
+    del peaks  # only the sample is needed from here on; template matching finds every spike again
     neighbourhoods = build_neighbourhoods(rec.get_channel_locations(), p["neighbourhood_radius_um"])
     window = dict(ms_before=p["ms_before"], ms_after=p["ms_after"])
+    denoiser = make_denoiser(
+        p["denoising_method"],
+        rec.sampling_frequency,
+        p["ms_before"],
+        p["ms_after"],
+        noise_levels=noise_levels,
+        model=p["denoising_model"],
+        device=resolve_device(p["device"]),
+    )
     labels = np.full(len(sampled), -1, dtype="int64")
     if len(sampled) >= p["min_cluster_size"]:
         features = extract_features(
@@ -139,7 +152,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
             method=p["features_method"],
             neighbourhoods=neighbourhoods,
             n_components=p["n_components"],
-            denoising=p["denoising_method"],
+            denoiser=denoiser,
             seed=seed,
             job_kwargs=job_kwargs,
             **window,
@@ -193,7 +206,10 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         spikes, units = spikes[keep[units]], remap[units[keep[units]]]
         templates = templates.select_units(templates.unit_ids[keep])
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
-    return PipelineResult(sorting=sorting, templates=templates, num_peaks=len(peaks), motion_correction=motion_preset)
+    return PipelineResult(
+        sorting=sorting, templates=templates, num_peaks=num_peaks, motion_correction=motion_preset,
+        models=list(denoiser.models),
+    )
 
 
 def _to_sorting(spikes: np.ndarray, units: np.ndarray, recording, num_units: int) -> NumpySorting:

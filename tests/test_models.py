@@ -7,6 +7,7 @@ import copy
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -112,8 +113,9 @@ def test_shipped_catalog_is_valid_and_is_what_the_package_reads(monkeypatch, tmp
 
 def test_update_then_search_and_recommend(published, accuracy_case):
     assert [entry.ref for entry in models.search(task="detector")] == ["det@1.1.0", "det@1.0.0", "det-np1@1.0.0"]
-    assert models.search(task="denoiser") == []
-    assert [entry.ref for entry in models.search(probe="linear")] == ["det@1.1.0", "det@1.0.0"]
+    assert models.search(task="autoencoder") == []
+    assert [entry.ref for entry in models.search(task="detector", probe="linear")] == ["det@1.1.0", "det@1.0.0"]
+    assert "denoiser-generic@1.0.0" in [entry.ref for entry in models.search(probe="linear")]  # shipped, any probe
     assert models.search(task="detector", sampling_frequency=10_000.0) == []
     with pytest.raises(DlsortInputError, match="task='sorting'"):
         models.search(task="sorting")
@@ -132,7 +134,7 @@ def test_an_invalid_published_catalog_is_refused_and_the_cached_one_kept(publish
     gin.commit_files(CATALOG_REPO, {"index.json": b'{"schema_version": 1, "models": [{"id": "x"}]}'})
     with pytest.raises(models.CatalogError, match="is not a dlsort catalog"):
         models.update_catalog()
-    assert len(models.known_models()) == 3
+    assert len([entry for entry in models.known_models() if entry.source == CATALOG_REPO]) == 3
     assert sorted((tmp_path / "cache" / "catalogs").glob("*.json*")) == [
         tmp_path / "cache" / "catalogs" / name for name in ("dlsort__models.json", "dlsort__models.json.new.lock")
     ]
@@ -148,7 +150,7 @@ def test_fetch_verifies_caches_and_loads(published, gin):
     torch.testing.assert_close(tensors["layer.weight"], published["det@1.1.0"][1]["layer.weight"])
     assert card["version"] == "1.1.0" and loaded.provenance() == {
         "id": "det@1.1.0", "sha256": published["det@1.1.0"][0]["sha256"], "task": "detector"}
-    assert models.verify() == {"det@1.1.0": True}
+    assert models.verify() == {"denoiser-generic@1.0.0": True, "det@1.1.0": True}
     with pytest.raises(DlsortInputError, match="not a denoiser model"):
         models.load("det", task="denoiser")
     with pytest.raises(DlsortInputError, match="no model 'det@9.0.0'.*dlsort models update"):
@@ -353,7 +355,9 @@ def test_models_command_line(published, gin, tmp_path, capsys):
     from dlsort.cli import main
 
     assert main(["models", "list"]) == 0
-    assert "det-np1@1.0.0  detector  neuropixels-1.0" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert re.search(r"det-np1@1\.0\.0 +detector +neuropixels-1\.0 +30000 +1\.0 MB +dlsort/models +no", listing)
+    assert re.search(r"denoiser-generic@1\.0\.0 +denoiser +any .* embedded +yes", listing)
     assert main(["models", "search", "--probe", "linear"]) == 0
     assert "det-np1" not in capsys.readouterr().out
     assert main(["models", "pull", "det", "--quiet"]) == 0

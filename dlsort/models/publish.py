@@ -72,6 +72,59 @@ def read_model_dir(model_dir: Path) -> tuple[dict, Path]:
     return card, weights
 
 
+def _catalog_without(index_path: Path, card: dict) -> dict:
+    """The catalog at ``index_path`` (empty if absent), refusing a card whose ``id@version`` it lists."""
+    index = json.loads(index_path.read_text()) if index_path.exists() else {"schema_version": 1, "models": []}
+    validate_catalog(index, str(index_path))
+    ref = f"{card['id']}@{card['version']}"
+    if any(f"{entry['id']}@{entry['version']}" == ref for entry in index["models"]):
+        raise DlsortInputError(f"{ref} is already in {index_path}; published versions never change: bump the version")
+    return index
+
+
+def _add_entry(index_path: Path, index: dict, card: dict, weights: Path, card_path: str, location: dict) -> dict:
+    """Append the entry of ``card`` + checksum + location to ``index``, validate and write it."""
+    entry = {**card, "size_bytes": weights.stat().st_size, "sha256": sha256_of(weights), "card": card_path,
+             "location": location}
+    index["models"].append(entry)
+    validate_catalog(index, str(index_path))
+    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    return entry
+
+
+def embed(model_dir: Path, registry: Path, embedded_dir: Path) -> dict:
+    """Ship a model inside the package: copy its weights to ``embedded_dir`` and list it in the catalog.
+
+    For developers preparing a release (``registry/train_shipped_models.py``). The card is copied
+    to ``registry/cards/<id>-<version>.json``.
+
+    Parameters
+    ----------
+    model_dir : Path
+        Folder with ``weights.safetensors`` and ``card.json``.
+    registry : Path
+        The repository's ``registry/`` folder (holding ``index.json``).
+    embedded_dir : Path
+        The package's folder of embedded weights (``dlsort/models/embedded``).
+
+    Returns
+    -------
+    dict
+        The catalog entry added.
+    """
+    card, weights = read_model_dir(model_dir)
+    index_path = Path(registry) / CATALOG_FILE
+    index = _catalog_without(index_path, card)
+    name = f"{card['id']}-{card['version']}"
+    Path(embedded_dir).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, Path(embedded_dir) / f"{name}.safetensors")
+    cards = Path(registry) / "cards"
+    cards.mkdir(exist_ok=True)
+    (cards / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    location = {"kind": "embedded", "path": f"{name}.safetensors"}
+    return _add_entry(index_path, index, card, weights, f"cards/{name}.json", location)
+
+
 def publish(model_dir: Path, repo: str, clone: Path, remote: str | None = "origin") -> dict:
     """Add a model to the catalog in ``clone`` and push it.
 
@@ -102,11 +155,8 @@ def publish(model_dir: Path, repo: str, clone: Path, remote: str | None = "origi
         raise DlsortInputError(f"{clone} is not a git clone of the catalog repository {repo}")
     _git(clone, "annex", "version")  # fails clearly when git-annex is missing
     index_path = clone / CATALOG_FILE
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"schema_version": 1, "models": []}
-    validate_catalog(index, str(index_path))
+    index = _catalog_without(index_path, card)
     ref = f"{card['id']}@{card['version']}"
-    if any(f"{entry['id']}@{entry['version']}" == ref for entry in index["models"]):
-        raise DlsortInputError(f"{ref} is already in {index_path}; published versions never change: bump the version")
 
     folder = Path(card["task"]) / card["id"] / card["version"]
     (clone / folder).mkdir(parents=True, exist_ok=True)
@@ -117,16 +167,8 @@ def publish(model_dir: Path, repo: str, clone: Path, remote: str | None = "origi
     _git(clone, "commit", "-q", "-m", f"add {ref}")
     commit = _git(clone, "rev-parse", "HEAD")
 
-    entry = {
-        **card,
-        "size_bytes": weights.stat().st_size,
-        "sha256": sha256_of(weights),
-        "card": (folder / CARD_FILE).as_posix(),
-        "location": {"kind": "gin", "repo": repo, "commit": commit, "path": (folder / WEIGHTS_FILE).as_posix()},
-    }
-    index["models"].append(entry)
-    validate_catalog(index, str(index_path))
-    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    location = {"kind": "gin", "repo": repo, "commit": commit, "path": (folder / WEIGHTS_FILE).as_posix()}
+    entry = _add_entry(index_path, index, card, weights, (folder / CARD_FILE).as_posix(), location)
     _git(clone, "add", CATALOG_FILE)
     _git(clone, "commit", "-q", "-m", f"catalog: add {ref}")
     if remote is not None:

@@ -1,0 +1,10 @@
+"""Networks of dlsort: plain torch modules, no SpikeInterface imports.
+
+Each network is built from the ``architecture`` of its model card (``build_network``), so a
+weight file and its card always describe the same module.
+"""
+
+from dlsort.nn.denoiser import SingleChannelDenoiser
+from dlsort.nn.registry import ARCHITECTURES, build_network
+
+__all__ = ["ARCHITECTURES", "SingleChannelDenoiser", "build_network"]

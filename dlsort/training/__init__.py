@@ -1,0 +1,1 @@
+"""Training-data synthesis and trainers for the networks in ``dlsort.nn``."""

@@ -1,0 +1,127 @@
+"""The waveform denoising stage, the shipped denoiser and its training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import JOB, folder_of
+from safetensors.torch import save_file
+
+from dlsort.denoising import Denoiser, interpolation_matrix, make_denoiser
+from dlsort.errors import DlsortInputError
+from dlsort.nn import SingleChannelDenoiser, build_network
+from dlsort.training.denoiser import evaluate_denoiser
+from dlsort.training.synthesis import denoising_examples, waveform_library
+from dlsort.training.trainer import fit
+
+
+@pytest.fixture(scope="module")
+def noise():
+    """Temporally correlated noise fitted to a band-passed generated recording (no shared data needed)."""
+    from spikeinterface.core import generate_recording
+
+    from dlsort.training.cli import recording_noise
+
+    recording = generate_recording(num_channels=4, durations=[20.0], seed=0)
+    return recording_noise(recording, minutes=1.0)
+
+
+@pytest.fixture(scope="module")
+def held_out(noise):
+    """Examples from unit shapes the shipped network never saw (another seed)."""
+    return denoising_examples(waveform_library(60, 1.0, 1.5, seed=4242), noise, 4000, seed=7)
+
+
+def _channels(num: int, width: int) -> np.ndarray:
+    return np.tile(np.arange(width), (num, 1))
+
+
+def test_none_passes_snippets_through_and_checks_shapes():
+    snippets = np.random.default_rng(0).normal(size=(5, 75, 3)).astype("float32")
+    assert make_denoiser("none", 30_000.0, 1.0, 1.5)(snippets, _channels(5, 3)) is snippets
+    with pytest.raises(ValueError, match="channels"):
+        Denoiser()(snippets, _channels(5, 2))
+    with pytest.raises(DlsortInputError, match="denoising method='deep'"):
+        make_denoiser("deep", 30_000.0, 1.0, 1.5)
+
+
+def test_shipped_denoiser_beats_raw_and_temporal_pca_on_held_out_spikes(held_out):
+    denoiser = make_denoiser("neural", 30_000.0, 1.0, 1.5, noise_levels=np.ones(1), model="denoiser-generic")
+    rows = evaluate_denoiser(denoiser.network, held_out, held_out.noisy)
+    overall = rows[-1]
+    assert overall["network_over_raw"] <= 0.5, rows
+    assert overall["network_over_pca"] <= 0.8, rows
+    assert denoiser.models[0]["id"] == "denoiser-generic@1.0.0"
+
+
+def test_stage_scales_by_noise_level_and_leaves_padding_zero(held_out):
+    denoiser = make_denoiser("neural", 30_000.0, 1.0, 1.5, noise_levels=np.array([2.0, 10.0]))
+    noisy = held_out.noisy[:300]
+    snippets = np.zeros((150, 75, 3), "float32")
+    snippets[:, :, 0] = noisy[:150] * 2.0  # channel 0 has noise level 2
+    snippets[:, :, 1] = noisy[150:] * 10.0  # channel 1 has noise level 10
+    channels = np.tile([0, 1, -1], (150, 1))
+    out = denoiser(snippets, channels)
+    direct = torch.as_tensor(noisy)
+    with torch.inference_mode():
+        expected = denoiser.network(direct).numpy()
+    np.testing.assert_allclose(out[:, :, 0], expected[:150] * 2.0, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out[:, :, 1], expected[150:] * 10.0, rtol=1e-4, atol=1e-3)
+    assert np.all(out[:, :, 2] == 0)
+
+
+def test_a_20_khz_recording_is_resampled_to_the_network(held_out):
+    to_20k = interpolation_matrix(75, 30, 30_000.0, 50, 20, 20_000.0)
+    noisy, clean = held_out.noisy @ to_20k.T, held_out.clean @ to_20k.T
+    denoiser = make_denoiser("neural", 20_000.0, 1.0, 1.5, noise_levels=np.ones(1))
+    out = denoiser(noisy[:, :, None], np.zeros((len(noisy), 1), dtype="int64"))[:, :, 0]
+    assert np.mean((out - clean) ** 2) <= 0.6 * np.mean((noisy - clean) ** 2)
+
+
+def test_window_and_weights_must_fit_the_card(tmp_path):
+    with pytest.raises(DlsortInputError, match="ms_before=1.0 and ms_after=1.5"):
+        make_denoiser("neural", 30_000.0, 2.0, 2.0, noise_levels=np.ones(1))
+    network = SingleChannelDenoiser(60)
+    save_file(network.state_dict(), str(tmp_path / "weights.safetensors"))
+    from dlsort.models import catalog
+
+    card = {k: v for k, v in catalog.find_entry("denoiser-generic").record.items()
+            if k not in ("size_bytes", "sha256", "location", "card")}
+    (tmp_path / "card.json").write_text(json.dumps(card))  # says 75 samples; the weights have 60
+    with pytest.raises(DlsortInputError, match="do not fit the card"):
+        make_denoiser("neural", 30_000.0, 1.0, 1.5, noise_levels=np.ones(1), model=tmp_path / "weights.safetensors")
+    with pytest.raises(DlsortInputError, match="unknown network architecture"):
+        build_network({"name": "resnet", "hyperparameters": {}})
+
+
+def test_fit_keeps_the_best_epoch_and_stops_early():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 75)).astype("float32")
+    network = SingleChannelDenoiser(75)
+    report = fit(network, x, x, x[:200], x[:200], torch.nn.MSELoss(), max_epochs=6, patience=2, progress_bar=False)
+    assert report.epochs <= 6 and 1 <= report.best_epoch <= report.epochs
+    assert report.best_validation_loss == min(entry["validation_loss"] for entry in report.history)
+    assert report.best_validation_loss < report.history[0]["train_loss"]
+
+
+def test_train_command_fine_tunes_on_a_recording_and_the_sorter_uses_the_result(tiny_recording, tmp_path):
+    from spikeinterface.sorters import run_sorter
+
+    from dlsort.cli import main
+    from dlsort.models import resolve_model
+
+    output = tmp_path / "model"
+    code = main(["train", "denoiser", "--recording", folder_of(tiny_recording), "--examples", "6000",
+                 "--epochs", "2", "--quiet", "--id", "tiny-denoiser", "--output", str(output)])
+    assert code == 0
+    model = resolve_model(output / "weights.safetensors", task="denoiser")
+    assert "fine-tuned from denoiser-generic@1.0.0" in model.card["training_data"]
+    assert model.card["metrics"]["validation_mse_by_snr"][-1]["network_over_raw"] < 1.0
+    sorting = run_sorter("dlsort", tiny_recording, folder=tmp_path / "sort", denoising_method="neural",
+                         denoising_model=str(output / "weights.safetensors"), **JOB)
+    assert sorting.get_num_units() >= 1
+    provenance = json.loads((tmp_path / "sort" / "provenance.json").read_text())
+    assert provenance["models"] == [model.provenance()]
