@@ -107,7 +107,8 @@ def fetch(model: str, progress_bar: bool = True) -> ModelFile:
             )
         _check_sha256(path, entry.sha256, f"cached {entry.ref} ({path}); delete it and fetch again online")
     else:
-        download_verified(_url(entry), path, entry.sha256, settings.auth_headers(), progress_bar)
+        download_verified(_url(entry), path, entry.sha256, settings.auth_headers(), progress_bar,
+                          lock_dir=settings.cache_dir() / "locks")
     return ModelFile(path, entry.record, entry.ref, entry.sha256)
 
 
@@ -236,7 +237,8 @@ def update_catalog(repo: str | None = None, ref: str = settings.DEFAULT_CATALOG_
     url = settings.raw_url(repo, ref, CATALOG_FILE)
     dest = cached_catalog_path(repo)
     staged = dest.with_name(dest.name + ".new")
-    download_verified(url, staged, None, settings.auth_headers(), progress_bar=False)
+    download_verified(url, staged, None, settings.auth_headers(), progress_bar=False,
+                      lock_dir=settings.cache_dir() / "locks")
     try:
         validate_catalog(json.loads(staged.read_text()), url)
     except (json.JSONDecodeError, CatalogError) as error:

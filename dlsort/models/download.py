@@ -63,6 +63,7 @@ def download_verified(
     sha256: str | None,
     headers: dict | None = None,
     progress_bar: bool = True,
+    lock_dir: Path | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` unless a file with the right checksum is already there.
 
@@ -76,6 +77,9 @@ def download_verified(
     headers : dict or None
         Extra HTTP headers (e.g. GIN's ``Authorization``).
     progress_bar : bool, default: True
+    lock_dir : Path or None
+        Folder of the lock files (default: ``.locks`` beside ``dest``), kept apart so that a failed
+        download leaves nothing beside the models.
 
     Returns
     -------
@@ -95,7 +99,9 @@ def download_verified(
     if sha256 is not None and dest.exists() and sha256_of(dest) == sha256:
         return dest
     _writable_folder(dest.parent)
-    with filelock.FileLock(str(dest) + ".lock"):
+    lock_dir = Path(lock_dir) if lock_dir is not None else dest.parent / ".locks"
+    _writable_folder(lock_dir)
+    with filelock.FileLock(str(lock_dir / (dest.name + ".lock"))):
         if sha256 is not None and dest.exists():
             if sha256_of(dest) == sha256:  # another process finished it while we waited
                 return dest

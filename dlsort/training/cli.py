@@ -7,6 +7,9 @@ from pathlib import Path
 
 from dlsort.errors import DlsortInputError
 
+SCRATCH_EXAMPLES, SCRATCH_EPOCHS = 200_000, 30
+FINE_TUNE_EXAMPLES, FINE_TUNE_EPOCHS = 50_000, 8
+
 
 def recording_noise(recording, minutes: float, seed: int = 0):
     """The temporal noise model of a recording: filtered, referenced, standardized, first ``minutes``.
@@ -57,7 +60,10 @@ def _train_denoiser(args: argparse.Namespace) -> int:
         except FileNotFoundError as error:
             raise DlsortInputError(f"{error} (or pass --recording to train on a recording's noise)") from error
         training_data = f"synthetic spikes in {noise.source}"
-    if base is not None:
+    fine_tuning = base is not None
+    examples = args.examples or (FINE_TUNE_EXAMPLES if fine_tuning else SCRATCH_EXAMPLES)
+    epochs = args.epochs or (FINE_TUNE_EPOCHS if fine_tuning else SCRATCH_EPOCHS)
+    if fine_tuning:
         tensors, card, model_file = load(base, task="denoiser")
         start_from = build_network(card["architecture"], tensors)
         training_data += f", fine-tuned from {model_file.id}"
@@ -66,8 +72,8 @@ def _train_denoiser(args: argparse.Namespace) -> int:
     else:
         ms_before, ms_after = args.ms_before, args.ms_after
     network, report, metrics = train_denoiser(
-        noise, start_from=start_from, num_examples=args.examples, ms_before=ms_before, ms_after=ms_after,
-        seed=args.seed, device=device, max_epochs=args.epochs, max_seconds=args.max_seconds,
+        noise, start_from=start_from, num_examples=examples, ms_before=ms_before, ms_after=ms_after,
+        seed=args.seed, device=device, max_epochs=epochs, max_seconds=args.max_seconds,
         progress_bar=not args.quiet,
     )
     card = denoiser_card(network, args.id, args.version, training_data, metrics, report, ms_before, ms_after)
@@ -95,8 +101,10 @@ def add_train_parser(commands) -> None:
     denoiser.add_argument("--from", dest="start_from",
                           help="model to start from (default with --recording: denoiser-generic)")
     denoiser.add_argument("--minutes", type=float, default=10.0, help="minutes of the recording read (default 10)")
-    denoiser.add_argument("--examples", type=int, default=200_000, help="synthetic examples (default 200000)")
-    denoiser.add_argument("--epochs", type=int, default=30, help="at most this many epochs (default 30)")
+    denoiser.add_argument("--examples", type=int, help=f"synthetic examples (default {SCRATCH_EXAMPLES}, "
+                          f"{FINE_TUNE_EXAMPLES} when fine-tuning)")
+    denoiser.add_argument("--epochs", type=int, help=f"at most this many epochs (default {SCRATCH_EPOCHS}, "
+                          f"{FINE_TUNE_EPOCHS} when fine-tuning)")
     denoiser.add_argument("--max-seconds", type=float, help="time budget; stops after the epoch that exceeds it")
     denoiser.add_argument("--ms-before", type=float, default=1.0)
     denoiser.add_argument("--ms-after", type=float, default=1.5)
