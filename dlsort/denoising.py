@@ -10,6 +10,7 @@ network's sampling rate when the recording's differs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +65,18 @@ class NeuralDenoiser(Denoiser):
         self.noise_levels = np.asarray(noise_levels, dtype="float32")
         self.device = device
         self.batch_size = batch_size
+        self._owner_pid = os.getpid()
 
     def __call__(self, snippets: np.ndarray, channels: np.ndarray) -> np.ndarray:
         import torch
 
         _check_shapes(snippets, channels)
+        if os.getpid() != self._owner_pid:
+            # A SpikeInterface worker process: one thread each (n_jobs workers share the cores). A worker forked
+            # from a parent that already ran torch would otherwise deadlock in the parent's OpenMP/MKL thread
+            # pools; torch's own setter also reaches the MKL it links statically, which threadpoolctl cannot.
+            torch.set_num_threads(1)
+            self._owner_pid = os.getpid()
         valid = channels >= 0
         waveforms = np.transpose(snippets, (0, 2, 1))[valid]  # (m, samples)
         scale = self.noise_levels[channels[valid]][:, None]
@@ -131,7 +139,7 @@ def make_denoiser(
     sampling_frequency : float
         Of the recording the snippets come from.
     ms_before, ms_after : float
-        Snippet window around the peak (SpikeInterface cuts ``int(ms * fs / 1000)`` samples).
+        Snippet window around the peak (SpikeInterface cuts ``round(ms * fs / 1000)`` samples).
     noise_levels : np.ndarray or None
         Per-channel noise standard deviation (needed by ``"neural"``).
     model : str or Path, default: "denoiser-generic"
@@ -153,6 +161,8 @@ def make_denoiser(
         return Denoiser()
     if noise_levels is None:
         raise ValueError("the neural denoiser needs the recording's noise levels")
+    from spikeinterface.core.core_tools import ms_to_samples
+
     from dlsort.models import load
     from dlsort.nn import build_network
 
@@ -166,9 +176,9 @@ def make_denoiser(
             f"{window['after']} ms after the peak, not {ms_before} and {ms_after} ms: set "
             f"ms_before={window['before']} and ms_after={window['after']}, or use another denoiser"
         )
-    nbefore, nafter = int(ms_before * sampling_frequency / 1000.0), int(ms_after * sampling_frequency / 1000.0)
+    nbefore, nafter = ms_to_samples(ms_before, sampling_frequency), ms_to_samples(ms_after, sampling_frequency)
     num_model = network.num_samples
-    nbefore_model = int(window["before"] * rate / 1000.0)
+    nbefore_model = ms_to_samples(window["before"], rate)
     resample = restore = None
     if rate != sampling_frequency or num_model != nbefore + nafter:
         resample = interpolation_matrix(nbefore + nafter, nbefore, sampling_frequency, num_model, nbefore_model, rate)

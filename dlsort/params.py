@@ -74,9 +74,9 @@ PARAMETERS: dict[str, Parameter] = {
     "ms_before": Parameter(1.0, "Snippet and template window before the peak (ms).", float, low=0.1, high=10.0),
     "ms_after": Parameter(1.5, "Snippet and template window after the peak (ms).", float, low=0.1, high=10.0),
     "denoising_method": Parameter(
-        "none",
-        "Waveform denoising before features and locations: 'none', or 'neural' (a single-channel network, see "
-        "denoising_model).",
+        "neural",
+        "Waveform denoising before features and locations: 'neural' (a single-channel network, see "
+        "denoising_model) or 'none'.",
         str,
         choices=DENOISING_METHODS,
     ),

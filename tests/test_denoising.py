@@ -125,3 +125,44 @@ def test_train_command_fine_tunes_on_a_recording_and_the_sorter_uses_the_result(
     assert sorting.get_num_units() >= 1
     provenance = json.loads((tmp_path / "sort" / "provenance.json").read_text())
     assert provenance["models"] == [model.provenance()]
+
+
+def test_noise_fit_needs_enough_spike_free_data_and_recovers_the_correlation():
+    from dlsort.training.synthesis import TemporalNoise
+
+    with pytest.raises(ValueError, match="only 0 spike-free windows"):
+        TemporalNoise.from_traces([np.zeros((50, 2), "float32")])
+    white = np.random.default_rng(0).normal(size=(60_000, 2))
+    smooth = (white[1:] + white[:-1]) / np.sqrt(2)  # neighbouring samples correlate by 0.5
+    noise = TemporalNoise.from_traces([smooth[:30_000], smooth[30_000:]])
+    covariance = noise.sqrtcov @ noise.sqrtcov.T
+    assert covariance[60, 61] == pytest.approx(0.5, abs=0.05)
+    assert covariance[60, 63] == pytest.approx(0.0, abs=0.05)
+
+
+FORKED_WORKERS_SCRIPT = """
+import numpy as np, torch
+from spikeinterface.core import generate_ground_truth_recording
+from dlsort.denoising import make_denoiser
+from dlsort.detection import detect_peaks
+from dlsort.features import extract_features
+from dlsort.groundtruth import make_probe
+
+torch.set_num_threads(2)
+torch.randn(2000, 2000) @ torch.randn(2000, 2000)  # the parent's OpenMP/MKL pools are now running
+recording, _ = generate_ground_truth_recording(durations=[6.0], num_units=4, probe=make_probe("staggered", 8), seed=0)
+job = dict(n_jobs=2, chunk_duration="1s", progress_bar=False, mp_context="fork")
+peaks = detect_peaks(recording, method="threshold", job_kwargs=job)
+denoiser = make_denoiser("neural", recording.sampling_frequency, 1.0, 1.5, noise_levels=np.ones(8))
+features = extract_features(recording, peaks, denoiser=denoiser, job_kwargs=job)
+print(len(features))
+"""
+
+
+def test_workers_forked_after_torch_ran_do_not_deadlock():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", FORKED_WORKERS_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip().splitlines()[-1]) > 0

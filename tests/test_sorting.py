@@ -25,7 +25,10 @@ def test_output_folder_holds_sorting_templates_and_provenance(tiny_recording, tm
     provenance = json.loads((folder / "provenance.json").read_text())
     assert provenance["dlsort_version"] == dlsort.__version__
     assert provenance["parameters"] == {**DEFAULT_PARAMS, "n_jobs": 1, "progress_bar": False, "detect_threshold": 5.5}
-    assert provenance["models"] == []
+    from dlsort.models import catalog
+
+    shipped = catalog.find_entry("denoiser-generic")
+    assert provenance["models"] == [{"id": shipped.ref, "sha256": shipped.sha256, "task": "denoiser"}]
     assert provenance["motion_correction_applied"] is None  # 8 channels: "auto" applies none
     assert provenance["num_units"] == len(sorting.unit_ids)
     templates = np.load(folder / "sorter_output" / "templates.npy")

@@ -5,20 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from dlsort.errors import DlsortInputError
 
 SCRATCH_EXAMPLES, SCRATCH_EPOCHS = 200_000, 30
 FINE_TUNE_EXAMPLES, FINE_TUNE_EPOCHS = 50_000, 8
 
 
-def recording_noise(recording, minutes: float, seed: int = 0):
-    """The temporal noise model of a recording: filtered, referenced, standardized, first ``minutes``.
+def recording_noise(recording, minutes: float, num_chunks: int = 30, seed: int = 0):
+    """The temporal noise model of a recording: filtered, referenced and standardized like the sorter does.
 
     Parameters
     ----------
     recording : BaseRecording
     minutes : float
-        At most this much of the recording is read (from the start of the first segment).
+        The 1-s chunks are drawn at random from the first ``minutes`` of each segment.
+    num_chunks : int, default: 30
+        Chunks read (memory stays bounded whatever the recording's length and channel count).
     seed : int
 
     Returns
@@ -31,10 +35,17 @@ def recording_noise(recording, minutes: float, seed: int = 0):
     from dlsort.training.synthesis import TemporalNoise
 
     rec = preprocess(recording)
-    end = min(rec.get_num_samples(0), int(minutes * 60 * rec.sampling_frequency))
-    traces = rec.get_traces(start_frame=0, end_frame=end, segment_index=0)
+    fs = rec.sampling_frequency
     levels = get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=dict(seed=seed))
-    return TemporalNoise.from_traces(traces / levels[None, :], source="the recording being sorted")
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for segment in range(rec.get_num_segments()):
+        span = min(rec.get_num_samples(segment), int(minutes * 60 * fs))
+        size = min(int(fs), span)
+        for start in np.sort(rng.integers(0, span - size + 1, size=num_chunks)):
+            traces = rec.get_traces(start_frame=int(start), end_frame=int(start) + size, segment_index=segment)
+            chunks.append(traces / levels[None, :])
+    return TemporalNoise.from_traces(chunks, source="the recording being sorted")
 
 
 def _train_denoiser(args: argparse.Namespace) -> int:
@@ -51,7 +62,7 @@ def _train_denoiser(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     start_from, base = None, args.start_from
     if args.recording is not None:
-        noise = recording_noise(read_recording(Path(args.recording)), args.minutes, args.seed)
+        noise = recording_noise(read_recording(Path(args.recording)), args.minutes, seed=args.seed)
         base = base or "denoiser-generic"
         training_data = f"synthetic spikes in the temporal noise of {Path(args.recording).name}"
     else:
@@ -100,7 +111,8 @@ def add_train_parser(commands) -> None:
     denoiser.add_argument("--recording", help="fine-tune on this recording's noise (any `dlsort sort` input)")
     denoiser.add_argument("--from", dest="start_from",
                           help="model to start from (default with --recording: denoiser-generic)")
-    denoiser.add_argument("--minutes", type=float, default=10.0, help="minutes of the recording read (default 10)")
+    denoiser.add_argument("--minutes", type=float, default=10.0,
+                          help="noise is measured on 30 random 1-s chunks of the first MINUTES (default 10)")
     denoiser.add_argument("--examples", type=int, help=f"synthetic examples (default {SCRATCH_EXAMPLES}, "
                           f"{FINE_TUNE_EXAMPLES} when fine-tuning)")
     denoiser.add_argument("--epochs", type=int, help=f"at most this many epochs (default {SCRATCH_EPOCHS}, "

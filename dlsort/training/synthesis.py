@@ -73,15 +73,16 @@ class TemporalNoise:
         return cls(sqrtcov / scale, f"IBL Neuropixels 1.0 noise ({path.name})")
 
     @classmethod
-    def from_traces(cls, traces: np.ndarray, length: int = 121, source: str = "recording") -> TemporalNoise:
-        """Fit the temporal covariance to a recording's standardized, spike-free-enough traces.
+    def from_traces(cls, chunks: list[np.ndarray], length: int = 121, source: str = "recording") -> TemporalNoise:
+        """Fit the temporal covariance to chunks of a recording's standardized traces.
 
-        Samples within ``length`` of a value beyond 4 noise levels are left out (spikes).
+        Windows holding a value beyond 4 noise levels, or within 45 samples (1.5 ms at 30 kHz) of one,
+        are left out (spikes); windows never straddle two chunks.
 
         Parameters
         ----------
-        traces : np.ndarray
-            (num_samples, num_channels), already divided by each channel's noise level.
+        chunks : list of np.ndarray
+            (num_samples, num_channels) arrays, already divided by each channel's noise level.
         length : int, default: 121
         source : str
 
@@ -89,13 +90,8 @@ class TemporalNoise:
         -------
         TemporalNoise
         """
-        windows = []
-        for channel in traces.T:
-            usable = np.convolve(np.abs(channel) > 4.0, np.ones(2 * length + 1), mode="same") == 0
-            starts = np.flatnonzero(usable[: len(channel) - length])[::length]
-            starts = starts[usable[starts + length - 1]]
-            windows.append(channel[starts[:, None] + np.arange(length)])
-        windows = np.concatenate(windows)
+        windows = [_spike_free_windows(channel, length) for chunk in chunks for channel in np.asarray(chunk).T]
+        windows = np.concatenate(windows) if windows else np.zeros((0, length))
         if len(windows) < 4 * length:
             raise ValueError(f"only {len(windows)} spike-free windows of {length} samples; give more data")
         covariance = np.cov(windows, rowvar=False)
@@ -103,6 +99,17 @@ class TemporalNoise:
         sqrtcov = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
         scale = np.sqrt(np.mean(np.diag(covariance)))
         return cls(sqrtcov / scale, source)
+
+
+def _spike_free_windows(channel: np.ndarray, length: int, margin: int = 45) -> np.ndarray:
+    """Windows of one channel (half-overlapping) with no |x| > 4 within them or ``margin`` samples around."""
+    if len(channel) < length:
+        return np.zeros((0, length))
+    bad = np.convolve(np.abs(channel) > 4.0, np.ones(2 * margin + 1), mode="same") > 0
+    cumulative = np.concatenate([[0], np.cumsum(bad)])
+    starts = np.arange(0, len(channel) - length + 1, max(1, length // 2))
+    starts = starts[cumulative[starts + length] == cumulative[starts]]
+    return channel[starts[:, None] + np.arange(length)]
 
 
 def waveform_library(
