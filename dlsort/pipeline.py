@@ -135,6 +135,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     del peaks  # only the sample is needed from here on; template matching finds every spike again
     neighbourhoods = build_neighbourhoods(rec.get_channel_locations(), p["neighbourhood_radius_um"])
     window = dict(ms_before=p["ms_before"], ms_after=p["ms_after"])
+    device = resolve_device(p["device"])
     denoiser = make_denoiser(
         p["denoising_method"],
         rec.sampling_frequency,
@@ -142,8 +143,10 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         p["ms_after"],
         noise_levels=noise_levels,
         model=p["denoising_model"],
-        device=resolve_device(p["device"]),
+        device=device,
     )
+    # CUDA cannot be used in a forked process: workers that run networks on the GPU are spawned instead.
+    feature_job_kwargs = {**job_kwargs, "mp_context": "spawn"} if device == "cuda" else job_kwargs
     labels = np.full(len(sampled), -1, dtype="int64")
     if len(sampled) >= p["min_cluster_size"]:
         features = extract_features(
@@ -154,7 +157,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
             n_components=p["n_components"],
             denoiser=denoiser,
             seed=seed,
-            job_kwargs=job_kwargs,
+            job_kwargs=feature_job_kwargs,
             **window,
         )
         labels = cluster(

@@ -117,6 +117,7 @@ def test_train_command_fine_tunes_on_a_recording_and_the_sorter_uses_the_result(
     code = main(["train", "denoiser", "--recording", folder_of(tiny_recording), "--examples", "6000",
                  "--epochs", "2", "--quiet", "--id", "tiny-denoiser", "--output", str(output)])
     assert code == 0
+    assert main(["train", "denoiser", "--recording", folder_of(tiny_recording), "--output", str(output)]) == 2
     model = resolve_model(output / "weights.safetensors", task="denoiser")
     assert "fine-tuned from denoiser-generic@1.0.0" in model.card["training_data"]
     assert model.card["metrics"]["validation_mse_by_snr"][-1]["network_over_raw"] < 1.0

@@ -59,6 +59,8 @@ def _train_denoiser(args: argparse.Namespace) -> int:
     from dlsort.validation import resolve_device
 
     device = resolve_device(args.device)
+    if (Path(args.output) / "weights.safetensors").exists() and not args.overwrite:
+        raise DlsortInputError(f"{args.output} already holds a model; choose another folder or pass --overwrite")
     torch.set_num_threads(max(1, args.threads))
     start_from, base = None, args.start_from
     if args.recording is not None:
@@ -125,6 +127,7 @@ def add_train_parser(commands) -> None:
     denoiser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
     denoiser.add_argument("--id", default="denoiser-custom", help="model id written to the card")
     denoiser.add_argument("--version", default="0.1.0", help="model version written to the card")
+    denoiser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
     denoiser.add_argument("--quiet", action="store_true", help="no progress bar")
     denoiser.set_defaults(handler=_train_denoiser)
 
