@@ -22,6 +22,7 @@ def match_templates(
     noise_levels: np.ndarray | None = None,
     detect_threshold: float = 5.0,
     peak_sign: str = "neg",
+    max_amplitude: float | None = None,
     job_kwargs: dict | None = None,
 ) -> np.ndarray:
     """Find spikes of ``templates`` in ``recording``.
@@ -38,6 +39,9 @@ def match_templates(
     detect_threshold : float, default: 5.0
         Detection threshold of the engines that detect before matching.
     peak_sign : {"neg", "pos", "both"}, default: "neg"
+    max_amplitude : float or None
+        "circus-omp": upper bound of the fitted amplitude relative to the template (lower bound 0.6,
+        SpikeInterface's); None leaves it unbounded.
     job_kwargs : dict or None
 
     Returns
@@ -62,6 +66,8 @@ def match_templates(
     method_kwargs: dict = {}
     if method in ("tdc-peeler", "nearest"):
         method_kwargs.update(noise_levels=noise_levels, detect_threshold=detect_threshold, peak_sign=peak_sign)
+    if method == "circus-omp" and max_amplitude is not None:
+        method_kwargs.update(amplitudes=[0.6, float(max_amplitude)])
     spikes = find_spikes_from_templates(
         recording, templates, method=method, method_kwargs=method_kwargs, job_kwargs=dict(job_kwargs or {})
     )

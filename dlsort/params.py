@@ -129,6 +129,14 @@ PARAMETERS: dict[str, Parameter] = {
         str,
         choices=(*MATCHING_METHODS, "none"),
     ),
+    "matching_max_amplitude": Parameter(
+        None,
+        "circus-omp only: largest amplitude, relative to its template, at which a unit may claim a spike (None = "
+        "unbounded, SpikeInterface's default); a bound stops a small template from absorbing a larger unit.",
+        float,
+        low=1.0,
+        nullable=True,
+    ),
     "device": Parameter(
         "auto", "Device of the neural stages: 'auto', 'cpu' or 'cuda'.", str, choices=("auto", "cpu", "cuda")
     ),

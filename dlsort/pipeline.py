@@ -192,6 +192,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
             noise_levels=noise_levels,
             detect_threshold=p["detect_threshold"],
             peak_sign=p["peak_sign"],
+            max_amplitude=p["matching_max_amplitude"],
             job_kwargs=job_kwargs,
         )
         spikes, units = found, found["cluster_index"]
