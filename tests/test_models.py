@@ -190,6 +190,15 @@ def test_partial_file_from_an_earlier_process_is_resumed(published, gin):
     assert raw_gets(gin)[-1].get("Range") == "bytes=100000-" and entry.size_bytes == len(content)
 
 
+def test_a_partial_file_of_other_content_is_discarded_and_fetched_again(published, gin):
+    path = models.fetch("det", progress_bar=False).path
+    content = path.read_bytes()
+    path.unlink()
+    Path(str(path) + ".part").write_bytes(b"not the same bytes" * 1000)
+    assert models.fetch("det", progress_bar=False).path.read_bytes() == content
+    assert [headers.get("Range") for headers in raw_gets(gin)][-2:] == ["bytes=18000-", None]
+
+
 def test_server_down_names_the_url_and_offline_mode(published, gin, monkeypatch):
     gin.down = True
     with pytest.raises(models.ModelUnavailableError, match=rf"{gin.url}/dlsort/models/raw/.*DLSORT_OFFLINE=1"):

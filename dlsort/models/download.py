@@ -109,7 +109,11 @@ def download_verified(
         part = Path(str(dest) + ".part")
         if sha256 is None:
             part.unlink(missing_ok=True)  # unverifiable content is never resumed
+        resumed = part.exists()
         _fetch_with_retries(url, part, dict(headers or {}), progress_bar)
+        if sha256 is not None and resumed and sha256_of(part) != sha256:
+            part.unlink()  # the partial file left earlier was not a prefix of this content: start over
+            _fetch_with_retries(url, part, dict(headers or {}), progress_bar)
         if sha256 is not None:
             found = sha256_of(part)
             if found != sha256:
