@@ -197,8 +197,36 @@ def denoising_section(record: dict | None) -> list[str]:
     return lines
 
 
+def detection_section(records: list[dict]) -> list[str]:
+    """The "Spike detection" section from ``benchmarks/detection.py``'s results."""
+    from dlsort.evaluation import snr_bin_labels
+
+    lines = ["## Spike detection", ""]
+    if not records:
+        return lines + ["Not run yet.", ""]
+    labels = snr_bin_labels()
+    lines += [
+        "Detected peaks against ground-truth spikes on the cases' saved recordings, preprocessed as dlsort does "
+        "by default. A peak matches a spike within 0.4 ms and 50 um of the unit's main channel; recall is the "
+        "mean over units (per unit-SNR bin in the last columns), precision the fraction of peaks that match a "
+        "spike.",
+        "",
+        "| case | detector | peaks | recall | precision | " + " | ".join(f"recall SNR {b}" for b in labels)
+        + " | time (s) |",
+        "|" + "---|" * (6 + len(labels)),
+    ]
+    for record in sorted(records, key=lambda r: r["case"]):
+        for row in record["rows"]:
+            cells = [fmt(row["recall_by_snr"].get(label), 3) if label in row["recall_by_snr"] else "—"
+                     for label in labels]
+            lines.append(f"| {record['case']} | {row['detector']} | {row['num_peaks']} | {row['recall']:.3f} | "
+                         f"{row['precision']:.3f} | " + " | ".join(cells) + f" | {row['seconds']:.1f} |")
+    return lines + [""]
+
+
 def write_report(workdir: Path, output: Path, benchmark_command: str | None = None,
-                 memory_command: str | None = None, denoising_command: str | None = None) -> None:
+                 memory_command: str | None = None, denoising_command: str | None = None,
+                 detection_command: str | None = None) -> None:
     """Rewrite ``output`` from every result stored in ``workdir``.
 
     Parameters
@@ -207,14 +235,14 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         The benchmark work directory.
     output : Path
         The markdown file to write.
-    benchmark_command, memory_command, denoising_command : str or None
+    benchmark_command, memory_command, denoising_command, detection_command : str or None
         Commands to record (kept from earlier calls when None).
     """
     from dlsort.groundtruth import BENCHMARK_CASES
 
     workdir = Path(workdir)
     commands = record_commands(workdir, benchmark=benchmark_command, memory=memory_command,
-                               denoising=denoising_command)
+                               denoising=denoising_command, detection=detection_command)
     repo = Path(__file__).resolve().parents[1]
     case_records = {case: load_json_files((workdir / case / "results").glob("*.json")) for case in CASE_ORDER}
     memory_records = load_json_files((workdir / "memory").glob("*min.json"))
@@ -240,7 +268,8 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "the dlsort rows and the memory table below used a frozen copy, see the notes at the end):",
         "",
     ]
-    lines += [f"- `{command}`" for key in ("memory", "benchmark", "denoising") for command in commands.get(key, [])]
+    lines += [f"- `{command}`" for key in ("memory", "benchmark", "denoising", "detection")
+              for command in commands.get(key, [])]
     lines += [
         "",
         f"- Date (UTC): {starts[0] if starts else '—'} to {starts[-1] if starts else '—'} "
@@ -296,6 +325,7 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     lines += memory_table(memory_records)
     denoising = load_json_files([workdir / "denoising" / "results.json"])
     lines += [""] + denoising_section(denoising[0] if denoising else None)
+    lines += detection_section(load_json_files((workdir / "detection").glob("*.json")))
     lines += [NOTES_MARKER]
     notes = ""
     if output.exists() and NOTES_MARKER in output.read_text():

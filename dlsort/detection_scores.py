@@ -1,0 +1,91 @@
+"""How well a peak detector finds ground-truth spikes: per-unit recall and overall precision.
+
+A detected peak matches a ground-truth spike when it lies within ``delta_ms`` of the spike and
+its channel within ``radius_um`` of the unit's main channel (the channel of its template's
+largest trough). Used by ``benchmarks/detection.py`` to compare detectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DetectionScores:
+    """Recall of every ground-truth unit and precision of the detector.
+
+    Attributes
+    ----------
+    recall : np.ndarray
+        Fraction of each unit's spikes (unit-id order) matched by a detected peak.
+    precision : float
+        Fraction of detected peaks that match some ground-truth spike.
+    num_peaks : int
+    """
+
+    recall: np.ndarray
+    precision: float
+    num_peaks: int
+
+
+def ground_truth_main_channels(recording, gt_sorting) -> np.ndarray:
+    """Index of the channel with the largest template trough of each ground-truth unit (unit-id order)."""
+    from spikeinterface.core import create_sorting_analyzer
+
+    analyzer = create_sorting_analyzer(gt_sorting, recording, sparse=False, format="memory")
+    analyzer.compute("random_spikes", max_spikes_per_unit=200, seed=0)
+    analyzer.compute("templates", n_jobs=1, progress_bar=False)
+    templates = analyzer.get_extension("templates").get_data()  # (units, samples, channels)
+    return np.argmax(-templates.min(axis=1), axis=1)
+
+
+def score_detection(
+    peaks: np.ndarray,
+    gt_sorting,
+    main_channels: np.ndarray,
+    channel_locations: np.ndarray,
+    delta_ms: float = 0.4,
+    radius_um: float = 50.0,
+) -> DetectionScores:
+    """Match detected peaks to ground-truth spikes (single-segment recordings).
+
+    Parameters
+    ----------
+    peaks : np.ndarray
+        SpikeInterface peak array (``sample_index``, ``channel_index``).
+    gt_sorting : BaseSorting
+    main_channels : np.ndarray
+        Main channel of each ground-truth unit (``ground_truth_main_channels``).
+    channel_locations : np.ndarray
+        (num_channels, 2) in um.
+    delta_ms : float, default: 0.4
+    radius_um : float, default: 50.0
+
+    Returns
+    -------
+    DetectionScores
+    """
+    if gt_sorting.get_num_segments() != 1:
+        raise ValueError("score_detection handles single-segment recordings")
+    delta = int(round(delta_ms * gt_sorting.sampling_frequency / 1000.0))
+    order = np.argsort(peaks["sample_index"], kind="stable")
+    peak_times = peaks["sample_index"][order]
+    peak_positions = np.asarray(channel_locations)[peaks["channel_index"][order], :2]
+    matched_peaks = np.zeros(len(peaks), dtype=bool)
+    recall = np.zeros(len(gt_sorting.unit_ids))
+    for index, unit in enumerate(gt_sorting.unit_ids):
+        times = gt_sorting.get_unit_spike_train(unit)
+        centre = np.asarray(channel_locations)[main_channels[index], :2]
+        starts = np.searchsorted(peak_times, times - delta, side="left")
+        stops = np.searchsorted(peak_times, times + delta, side="right")
+        found = 0
+        for start, stop in zip(starts, stops):
+            near = start + np.flatnonzero(np.linalg.norm(peak_positions[start:stop] - centre, axis=1) <= radius_um)
+            if near.size:
+                found += 1
+                matched_peaks[near] = True
+        recall[index] = found / len(times) if len(times) else np.nan
+    precision = float(matched_peaks.mean()) if len(peaks) else float("nan")
+    return DetectionScores(recall=recall, precision=precision, num_peaks=len(peaks))
