@@ -32,11 +32,9 @@ class DetectionScores:
 
 def ground_truth_main_channels(recording, gt_sorting) -> np.ndarray:
     """Index of the channel with the largest template trough of each ground-truth unit (unit-id order)."""
-    from spikeinterface.core import create_sorting_analyzer
+    from dlsort.evaluation import ground_truth_analyzer
 
-    analyzer = create_sorting_analyzer(gt_sorting, recording, sparse=False, format="memory")
-    analyzer.compute("random_spikes", max_spikes_per_unit=200, seed=0)
-    analyzer.compute("templates", n_jobs=1, progress_bar=False)
+    analyzer = ground_truth_analyzer(recording, gt_sorting)
     templates = analyzer.get_extension("templates").get_data()  # (units, samples, channels)
     return np.argmax(-templates.min(axis=1), axis=1)
 

@@ -71,15 +71,21 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def ground_truth_snrs(recording, gt_sorting, seed: int = 0) -> np.ndarray:
-    """Peak SNR of each ground-truth unit on ``recording`` (SpikeInterface's ``snr`` metric), in unit-id order."""
+def ground_truth_analyzer(recording, gt_sorting, seed: int = 0):
+    """In-memory analyzer of the ground truth: dense templates (200 spikes per unit) and noise levels."""
     from spikeinterface.core import create_sorting_analyzer
-    from spikeinterface.metrics import compute_snrs
 
     analyzer = create_sorting_analyzer(gt_sorting, recording, sparse=False, format="memory")
     analyzer.compute("random_spikes", max_spikes_per_unit=200, seed=seed)
     analyzer.compute(["templates", "noise_levels"], n_jobs=1, progress_bar=False)
-    snrs = compute_snrs(analyzer)
+    return analyzer
+
+
+def ground_truth_snrs(recording, gt_sorting, seed: int = 0) -> np.ndarray:
+    """Peak SNR of each ground-truth unit on ``recording`` (SpikeInterface's ``snr`` metric), in unit-id order."""
+    from spikeinterface.metrics import compute_snrs
+
+    snrs = compute_snrs(ground_truth_analyzer(recording, gt_sorting, seed))
     return np.array([snrs[unit] for unit in gt_sorting.unit_ids], dtype="float64")
 
 
