@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from dlsort.models import load
     from dlsort.nn import build_network
-    from dlsort.training.cli import FINE_TUNE_EPOCHS, FINE_TUNE_EXAMPLES, recording_noise
+    from dlsort.training.cli import FINE_TUNE_EPOCHS, FINE_TUNE_EXAMPLES
     from dlsort.training.denoiser import train_denoiser
+    from dlsort.training.synthesis import recording_noise
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)

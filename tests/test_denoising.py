@@ -23,7 +23,7 @@ def noise():
     """Temporally correlated noise fitted to a band-passed generated recording (no shared data needed)."""
     from spikeinterface.core import generate_recording
 
-    from dlsort.training.cli import recording_noise
+    from dlsort.training.synthesis import recording_noise
 
     recording = generate_recording(num_channels=4, durations=[20.0], seed=0)
     return recording_noise(recording, minutes=1.0)

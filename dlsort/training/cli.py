@@ -5,47 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from dlsort.errors import DlsortInputError
 
 SCRATCH_EXAMPLES, SCRATCH_EPOCHS = 200_000, 30
 FINE_TUNE_EXAMPLES, FINE_TUNE_EPOCHS = 50_000, 8
-
-
-def recording_noise(recording, minutes: float, num_chunks: int = 30, seed: int = 0):
-    """The temporal noise model of a recording: filtered, referenced and standardized like the sorter does.
-
-    Parameters
-    ----------
-    recording : BaseRecording
-    minutes : float
-        The 1-s chunks are drawn at random from the first ``minutes`` of each segment.
-    num_chunks : int, default: 30
-        Chunks read (memory stays bounded whatever the recording's length and channel count).
-    seed : int
-
-    Returns
-    -------
-    dlsort.training.synthesis.TemporalNoise
-    """
-    from spikeinterface.core import get_noise_levels
-
-    from dlsort.preprocessing import preprocess
-    from dlsort.training.synthesis import TemporalNoise
-
-    rec = preprocess(recording)
-    fs = rec.sampling_frequency
-    levels = get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=dict(seed=seed))
-    rng = np.random.default_rng(seed)
-    chunks = []
-    for segment in range(rec.get_num_segments()):
-        span = min(rec.get_num_samples(segment), int(minutes * 60 * fs))
-        size = min(int(fs), span)
-        for start in np.sort(rng.integers(0, span - size + 1, size=num_chunks)):
-            traces = rec.get_traces(start_frame=int(start), end_frame=int(start) + size, segment_index=segment)
-            chunks.append(traces / levels[None, :])
-    return TemporalNoise.from_traces(chunks, source="the recording being sorted")
 
 
 def _train_denoiser(args: argparse.Namespace) -> int:
@@ -55,7 +18,7 @@ def _train_denoiser(args: argparse.Namespace) -> int:
     from dlsort.models import load
     from dlsort.nn import build_network
     from dlsort.training.denoiser import denoiser_card, train_denoiser, write_model
-    from dlsort.training.synthesis import TemporalNoise
+    from dlsort.training.synthesis import TemporalNoise, recording_noise
     from dlsort.validation import resolve_device
 
     device = resolve_device(args.device)

@@ -101,6 +101,40 @@ class TemporalNoise:
         return cls(sqrtcov / scale, source)
 
 
+def recording_noise(recording, minutes: float, num_chunks: int = 30, seed: int = 0):
+    """The temporal noise model of a recording: filtered, referenced and standardized like the sorter does.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+    minutes : float
+        The 1-s chunks are drawn at random from the first ``minutes`` of each segment.
+    num_chunks : int, default: 30
+        Chunks read (memory stays bounded whatever the recording's length and channel count).
+    seed : int
+
+    Returns
+    -------
+    TemporalNoise
+    """
+    from spikeinterface.core import get_noise_levels
+
+    from dlsort.preprocessing import preprocess
+
+    rec = preprocess(recording)
+    fs = rec.sampling_frequency
+    levels = get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=dict(seed=seed))
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for segment in range(rec.get_num_segments()):
+        span = min(rec.get_num_samples(segment), int(minutes * 60 * fs))
+        size = min(int(fs), span)
+        for start in np.sort(rng.integers(0, span - size + 1, size=num_chunks)):
+            traces = rec.get_traces(start_frame=int(start), end_frame=int(start) + size, segment_index=segment)
+            chunks.append(traces / levels[None, :])
+    return TemporalNoise.from_traces(chunks, source="the recording being sorted")
+
+
 def _spike_free_windows(channel: np.ndarray, length: int, margin: int = 45) -> np.ndarray:
     """Windows of one channel (half-overlapping) with no |x| > 4 within them or ``margin`` samples around."""
     if len(channel) < length:
