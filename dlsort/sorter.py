@@ -68,6 +68,10 @@ class DlsortSorter(BaseSorter):
 
         params = validate_params(params)
         resolve_device(params["device"])
+        if params["denoising_method"] == "neural":  # a missing or broken model fails here, before any sorting
+            from dlsort.models import resolve_model
+
+            resolve_model(params["denoising_model"], task="denoiser", progress_bar=params["progress_bar"])
         chunk_s = _chunk_seconds(recording, params["chunk_duration"])
         check_duration(recording, chunk_s, params["ms_before"], params["ms_after"])
         return params

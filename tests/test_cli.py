@@ -46,15 +46,21 @@ def test_sort_writes_a_sorter_folder(tiny_recording, tmp_path, capsys):
         (lambda rec, tmp: ["sort", str(tmp), "-o", str(tmp / "o")], "cannot open"),
         (lambda rec, tmp: ["demo", "--duration", "1"], "--duration >= 5"),
         (lambda rec, tmp: ["sort", folder_of(rec), "-o", str(tmp)], "exists; choose another or pass --overwrite"),
+        (
+            lambda rec, tmp: ["sort", str(folder_of(rec)), "-o", str(tmp / "o"), "--params", str(tmp / "model.json")],
+            "no model 'no-such-denoiser'",
+        ),
     ],
 )
 def test_errors_are_one_line(tiny_recording, tmp_path, capsys, make_args, message):
     (tmp_path / "bad.json").write_text(json.dumps({"bogus": 1}))
+    (tmp_path / "model.json").write_text(json.dumps({"denoising_model": "no-such-denoiser"}))
     code = main(make_args(tiny_recording, tmp_path))
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("dlsort: error:")
     assert message in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_parameter_keeps_an_existing_output_folder(tiny_recording, tmp_path):
