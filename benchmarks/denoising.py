@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     from dlsort.denoising import make_denoiser
     from dlsort.training.denoiser import evaluate_denoiser
-    from dlsort.training.synthesis import TemporalNoise, denoising_examples, waveform_library
+    from dlsort.training.noise import TemporalNoise
+    from dlsort.training.synthesis import denoising_examples, waveform_library
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="denoiser-generic")

@@ -1,12 +1,16 @@
-"""Peak detection against ground-truth spikes: recall per unit-SNR bin and precision, per threshold.
+"""Peak detection against ground-truth spikes: recall per unit-SNR bin and precision, per detector.
 
-Usage (from the repository root; the cases' saved recordings come from ``run_benchmark.py``)::
+Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/detection.py [--cases S M] [--thresholds 4 5 6]
+    PYTHONPATH=. python benchmarks/detection.py [--cases S M T20 NP2 U M20] [--thresholds 4 5 6] \
+        [--probabilities 0.9 0.95] [--modes candidates dense] [--model detector-generic]
 
-Each case's saved recording is preprocessed as dlsort does by default, and peaks are detected
-with ``dlsort.detection.detect_peaks`` (the neural detector will be added as a method). A peak
-matches a ground-truth spike within 0.4 ms and 50 um of the unit's main channel
+Cases are those of ``run_benchmark.py`` (S, M, D) and the probe families and sampling rate the
+shipped networks never saw (``dlsort.groundtruth.GENERALIZATION_CASES``); each is generated and
+saved in the work directory on first use. Each recording is preprocessed as dlsort does by
+default, and peaks are detected with ``dlsort.detection.detect_peaks``: the threshold detector
+at each threshold and the neural detector at each probability and mode. A peak matches a
+ground-truth spike within 0.4 ms and 50 um of the unit's main channel
 (``dlsort.detection_scores``). Results go to ``<workdir>/detection/<case>.json`` and the "Spike
 detection" section of the report.
 """
@@ -23,13 +27,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import dlsort_source, write_report  # noqa: E402
+from run_benchmark import prepare_case  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_KWARGS = {"n_jobs": 2, "chunk_duration": "1s", "progress_bar": False}
 
 
-def run_case(case: str, thresholds: list[float], workdir: Path) -> dict:
-    """Detect at every threshold on ``case`` and score against its ground truth."""
+def run_case(case: str, thresholds: list[float], neural: list[dict], model: str, workdir: Path) -> dict:
+    """Detect with every configuration on ``case`` and score against its ground truth.
+
+    ``neural`` lists the neural configurations (``probability``, ``mode``, ``candidate_threshold``).
+    """
     from spikeinterface.core import get_noise_levels, load
 
     from dlsort.detection import detect_peaks
@@ -48,20 +56,29 @@ def run_case(case: str, thresholds: list[float], workdir: Path) -> dict:
                                     progress_bar=False)
     main_channels = ground_truth_main_channels(recording, gt_sorting)
     bins = np.digitize(snrs, SNR_BINS[1:-1])
+    configurations = [(f"threshold {threshold:g}", dict(method="threshold", detect_threshold=threshold))
+                      for threshold in thresholds]
+    for config in neural:
+        probability = config["probability"]
+        label = f"neural p>={'card' if probability is None else f'{probability:g}'} {config['mode']}"
+        if config["mode"] == "candidates":
+            label += f" (from {config['candidate_threshold']:g})"
+        configurations.append((label, dict(method="neural", model=model, **config)))
     rows = []
-    for threshold in thresholds:
+    for label, kwargs in configurations:
         start = time.perf_counter()
-        peaks = detect_peaks(rec, method="threshold", detect_threshold=threshold, peak_sign=p["peak_sign"],
-                             exclude_sweep_ms=p["exclude_sweep_ms"], radius_um=p["detection_radius_um"],
-                             noise_levels=noise_levels, job_kwargs=JOB_KWARGS)
+        peaks, _ = detect_peaks(rec, peak_sign=p["peak_sign"], exclude_sweep_ms=p["exclude_sweep_ms"],
+                                radius_um=p["detection_radius_um"], noise_levels=noise_levels, job_kwargs=JOB_KWARGS,
+                                **kwargs)
         seconds = time.perf_counter() - start
         scores = score_detection(peaks, gt_sorting, main_channels, rec.get_channel_locations())
-        by_snr = {label: float(np.mean(scores.recall[bins == index]))
-                  for index, label in enumerate(snr_bin_labels()) if np.any(bins == index)}
-        rows.append({"detector": f"threshold {threshold:g}", "recall": float(np.mean(scores.recall)),
+        by_snr = {bin_label: float(np.mean(scores.recall[bins == index]))
+                  for index, bin_label in enumerate(snr_bin_labels()) if np.any(bins == index)}
+        rows.append({"detector": label, "recall": float(np.mean(scores.recall)),
                      "precision": scores.precision, "num_peaks": scores.num_peaks, "recall_by_snr": by_snr,
                      "seconds": seconds})
-    record = {"case": case, "rows": rows, "dlsort_git": dlsort_source(),
+    record = {"case": case, "rows": rows, "sample_channels": int(rec.get_num_samples() * rec.get_num_channels()),
+              "dlsort_git": dlsort_source(),
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path = workdir / "detection" / f"{case}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,18 +91,27 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=["S", "M"])
     parser.add_argument("--thresholds", nargs="+", type=float, default=[4.0, 5.0, 6.0])
+    parser.add_argument("--probabilities", nargs="+", type=float, default=[],
+                        help="neural detection probabilities besides the model card's operating point")
+    parser.add_argument("--modes", nargs="+", choices=("candidates", "dense"), default=["candidates", "dense"])
+    parser.add_argument("--candidate-threshold", type=float, default=3.5)
+    parser.add_argument("--model", default="detector-generic", help="detection network (catalog id or file)")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     for case in args.cases:
-        if not (args.workdir / case / "recording").exists():
-            raise SystemExit(f"case {case} is not prepared: run `python benchmarks/run_benchmark.py --cases {case}`")
-        record = run_case(case, args.thresholds, args.workdir)
+        prepare_case(case, args.workdir)
+        neural = [dict(probability=probability, mode=mode, candidate_threshold=args.candidate_threshold)
+                  for probability in [None, *args.probabilities] for mode in args.modes]
+        record = run_case(case, args.thresholds, neural, args.model, args.workdir)
         for row in record["rows"]:
             print(f"{case} {row['detector']}: recall {row['recall']:.3f}, precision {row['precision']:.3f}, "
                   f"{row['num_peaks']} peaks", flush=True)
     write_report(args.workdir, args.output, detection_command="python benchmarks/detection.py " + " ".join(
-        ["--cases", *args.cases, "--thresholds", *[f"{t:g}" for t in args.thresholds]]))
+        ["--cases", *args.cases, "--thresholds", *[f"{t:g}" for t in args.thresholds],
+         *(["--probabilities", *[f"{p:g}" for p in args.probabilities]] if args.probabilities else []),
+         "--modes", *args.modes,
+         "--candidate-threshold", f"{args.candidate_threshold:g}", "--model", args.model]))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
-"""Time a fine-tune of the shipped denoiser on a recording, as ``dlsort train denoiser --recording`` runs it.
+"""Time a fine-tune of a shipped network on a recording, as ``dlsort train denoiser|detector --recording`` runs it.
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/finetune.py [--minutes 10]
+    PYTHONPATH=. python benchmarks/finetune.py [--minutes 10] [--tasks denoiser detector]
 
 The recording is the lazy 64-channel Neuropixels 1.0 ground-truth recording of ``memory.py``
-(never written to disk). Prints the time to fit the noise model, the training time and epochs,
-the total, and the held-out errors (network, raw, temporal PCA) of the fine-tuned model.
+(never written to disk). Prints, per network, the time to fit the noise model, the training time
+and epochs, the total, and the held-out metrics of the fine-tuned model (denoiser: errors of the
+network, raw and temporal PCA; detector: recall and precision of the network and of threshold
+detection on held-out synthetic patches of the recording's probe).
 """
 
 from __future__ import annotations
@@ -20,31 +22,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory import make_recording  # noqa: E402
 
 
+def fine_tune(task: str, noise, start_from) -> str:
+    """Fine-tune ``start_from`` with the CLI's fine-tuning defaults; returns a summary of the held-out metrics."""
+    from dlsort.training.cli import SIZES
+    from dlsort.training.denoiser import train_denoiser
+    from dlsort.training.detector import DEFAULT_GEOMETRY, evaluate_detector, train_detector
+
+    sizes = SIZES[task]["fine-tune"]
+    if task == "denoiser":
+        _, report, metrics = train_denoiser(noise.temporal, start_from=start_from, num_examples=sizes["examples"],
+                                            max_epochs=sizes["epochs"], progress_bar=False)
+        overall = metrics[-1]
+        summary = (f"held-out MSE {overall['mse_network']:.3f} (raw {overall['mse_raw']:.3f}, temporal PCA "
+                   f"{overall['mse_pca']:.3f})")
+    else:
+        network, report, held_out = train_detector(
+            noise.temporal, noise.spatial, start_from=start_from, locations=noise.locations,
+            num_patches=sizes["patches"], num_examples=sizes["examples"], max_epochs=sizes["epochs"],
+            progress_bar=False)
+        _, rows = evaluate_detector(network, held_out, DEFAULT_GEOMETRY)
+        summary = "; ".join(f"{row['detector']}: recall {row['recall']:.3f}, precision {row['precision']:.3f}"
+                            for row in rows)
+    return f"training {report.seconds:.1f} s ({report.epochs} epochs); {summary}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     import torch
 
     from dlsort.models import load
     from dlsort.nn import build_network
-    from dlsort.training.cli import FINE_TUNE_EPOCHS, FINE_TUNE_EXAMPLES
-    from dlsort.training.denoiser import train_denoiser
-    from dlsort.training.synthesis import recording_noise
+    from dlsort.training.noise import recording_noise
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--tasks", nargs="+", choices=("denoiser", "detector"), default=["denoiser", "detector"])
     args = parser.parse_args(argv)
     torch.set_num_threads(2)  # the CLI's default --threads
-    start = time.perf_counter()
-    noise = recording_noise(make_recording(args.minutes), args.minutes)
-    noise_s = time.perf_counter() - start
-    tensors, card, _ = load("denoiser-generic", task="denoiser")
-    _, report, metrics = train_denoiser(noise, start_from=build_network(card["architecture"], tensors),
-                                        num_examples=FINE_TUNE_EXAMPLES, max_epochs=FINE_TUNE_EPOCHS,
-                                        progress_bar=False)
-    overall = metrics[-1]
-    print(f"{args.minutes:g}-minute recording: noise model {noise_s:.1f} s, training {report.seconds:.1f} s "
-          f"({report.epochs} epochs), total {time.perf_counter() - start:.1f} s; held-out MSE "
-          f"{overall['mse_network']:.3f} (raw {overall['mse_raw']:.3f}, temporal PCA {overall['mse_pca']:.3f})")
+    for task in args.tasks:
+        start = time.perf_counter()
+        noise = recording_noise(make_recording(args.minutes), args.minutes)
+        noise_s = time.perf_counter() - start
+        tensors, card, _ = load(f"{task}-generic", task=task)
+        summary = fine_tune(task, noise, build_network(card["architecture"], tensors))
+        print(f"{task}, {args.minutes:g}-minute recording: noise model {noise_s:.1f} s, {summary}; total "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

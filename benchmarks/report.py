@@ -212,15 +212,17 @@ def detection_section(records: list[dict]) -> list[str]:
         "spike.",
         "",
         "| case | detector | peaks | recall | precision | " + " | ".join(f"recall SNR {b}" for b in labels)
-        + " | time (s) |",
-        "|" + "---|" * (6 + len(labels)),
+        + " | time (s) | M samples x ch / s |",
+        "|" + "---|" * (7 + len(labels)),
     ]
     for record in sorted(records, key=lambda r: r["case"]):
         for row in record["rows"]:
             cells = [fmt(row["recall_by_snr"].get(label), 3) if label in row["recall_by_snr"] else "—"
                      for label in labels]
+            size = record.get("sample_channels")
+            throughput = fmt(size / row["seconds"] / 1e6, 1) if size else "—"
             lines.append(f"| {record['case']} | {row['detector']} | {row['num_peaks']} | {row['recall']:.3f} | "
-                         f"{row['precision']:.3f} | " + " | ".join(cells) + f" | {row['seconds']:.1f} |")
+                         f"{row['precision']:.3f} | " + " | ".join(cells) + f" | {row['seconds']:.1f} | {throughput} |")
     return lines + [""]
 
 

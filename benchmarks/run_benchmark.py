@@ -89,7 +89,7 @@ def prepare_case(case: str, workdir: Path) -> None:
     Parameters
     ----------
     case : str
-        Key of ``dlsort.groundtruth.BENCHMARK_CASES``.
+        Key of ``dlsort.groundtruth.BENCHMARK_CASES`` or ``GENERALIZATION_CASES``.
     workdir : Path
         Work directory; writes ``<case>/recording``, ``<case>/gt_sorting`` and ``<case>/snrs.npy``.
     """
@@ -97,14 +97,14 @@ def prepare_case(case: str, workdir: Path) -> None:
     from spikeinterface.core import load
 
     from dlsort.evaluation import ground_truth_snrs
-    from dlsort.groundtruth import BENCHMARK_CASES, generate_case
+    from dlsort.groundtruth import BENCHMARK_CASES, GENERALIZATION_CASES, generate_case
 
     folder = case_folder(workdir, case)
     done = folder / "prepared.json"
     if done.exists():
         return
     folder.mkdir(parents=True, exist_ok=True)
-    recording, gt_sorting = generate_case(BENCHMARK_CASES[case])
+    recording, gt_sorting = generate_case({**BENCHMARK_CASES, **GENERALIZATION_CASES}[case])
     recording = recording.save(folder=folder / "recording", n_jobs=N_JOBS, progress_bar=False, overwrite=True)
     gt_sorting.save(folder=folder / "gt_sorting", overwrite=True)
     snrs = ground_truth_snrs(recording, load(folder / "gt_sorting"))

@@ -2,10 +2,11 @@
 
 ``make_denoiser(method, ...)`` returns a ``Denoiser``: called on neighbourhood snippets
 (num_snippets, num_samples, width) and the channel of each slot, it returns snippets of the same
-shape. ``"none"`` leaves them as they are (the classical pipeline); ``"neural"`` runs a trained
-single-channel network (``dlsort.nn.SingleChannelDenoiser``, from the model catalog or a local
-file) on every channel of every snippet, in noise-level units, resampling the window to the
-network's sampling rate when the recording's differs.
+shape; ``DenoisingNode`` runs it as a step of a SpikeInterface node pipeline. ``"none"`` leaves
+snippets as they are (the classical pipeline); ``"neural"`` runs a trained single-channel network
+(``dlsort.nn.SingleChannelDenoiser``, from the model catalog or a local file) on every channel of
+every snippet, in noise-level units, resampling the window to the network's sampling rate when
+the recording's differs.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+from spikeinterface.core.node_pipeline import WaveformsNode
 
 from dlsort.errors import DlsortInputError, check_choice
+from dlsort.waveforms import NeighbourhoodWaveforms
+from dlsort.workers import adopt_torch_in_worker
 
 DENOISING_METHODS = ("none", "neural")
 DEFAULT_DENOISER = "denoiser-generic"
@@ -71,12 +75,7 @@ class NeuralDenoiser(Denoiser):
         import torch
 
         _check_shapes(snippets, channels)
-        if os.getpid() != self._owner_pid:
-            # A SpikeInterface worker process: one thread each (n_jobs workers share the cores). A worker forked
-            # from a parent that already ran torch would otherwise deadlock in the parent's OpenMP/MKL thread
-            # pools; torch's own setter also reaches the MKL it links statically, which threadpoolctl cannot.
-            torch.set_num_threads(1)
-            self._owner_pid = os.getpid()
+        self._owner_pid = adopt_torch_in_worker(self._owner_pid)
         valid = channels >= 0
         waveforms = np.transpose(snippets, (0, 2, 1))[valid]  # (m, samples)
         scale = self.noise_levels[channels[valid]][:, None]
@@ -96,6 +95,36 @@ class NeuralDenoiser(Denoiser):
         transposed = np.transpose(result, (0, 2, 1))
         transposed[valid] = denoised * scale
         return result
+
+
+class DenoisingNode(WaveformsNode):
+    """SpikeInterface node-pipeline step that denoises the neighbourhood snippets of its parent.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+    parents : list
+        ``[peak source, NeighbourhoodWaveforms]``: the snippets to denoise and their peaks.
+    denoiser : Denoiser
+        From ``make_denoiser``.
+    return_output : bool, default: True
+    """
+
+    def __init__(self, recording, parents: list, denoiser: Denoiser, return_output: bool = True):
+        cutter = parents[-1]
+        if not isinstance(cutter, NeighbourhoodWaveforms):
+            raise TypeError(f"the last parent must be a NeighbourhoodWaveforms node, got {type(cutter).__name__}")
+        WaveformsNode.__init__(self, recording, nbefore=cutter.nbefore, nafter=cutter.nafter, parents=parents,
+                               return_output=return_output)
+        self.denoiser = denoiser
+        self.neighbourhoods = cutter.neighbourhoods
+        self._kwargs.update(denoiser=denoiser)
+
+    def get_dtype(self):
+        return np.dtype("float32")
+
+    def compute(self, traces, peaks, snippets):
+        return self.denoiser(snippets, self.neighbourhoods.indices[peaks["channel_index"]])
 
 
 def _check_shapes(snippets: np.ndarray, channels: np.ndarray) -> None:

@@ -1,44 +1,87 @@
 """Spike detection stage.
 
 ``detect_peaks(recording, method=...)`` returns SpikeInterface's peak array
-(``sample_index``, ``channel_index``, ``amplitude``, ``segment_index``). The ``"threshold"``
-method is SpikeInterface's locally exclusive threshold detector; neural methods plug in
-beside it in ``DETECTION_METHODS``.
+(``sample_index``, ``channel_index``, ``amplitude``, ``segment_index``) and the provenance of the
+networks it ran. ``"threshold"`` is
+SpikeInterface's locally exclusive threshold detector; ``"neural"`` runs a trained
+neighbourhood network (``dlsort.neural_detection.NeuralPeakDetector``) from the model catalog.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from dlsort.errors import check_choice
+from dlsort.errors import DlsortInputError, check_choice
+from dlsort.neural_detection import DEFAULT_CANDIDATE_THRESHOLD, DEFAULT_DETECTOR, DETECTION_MODES
+
+DETECTION_METHODS = ("threshold", "neural")
 
 
-def _detect_threshold(
-    recording,
-    *,
-    detect_threshold: float,
-    peak_sign: str,
-    exclude_sweep_ms: float,
-    radius_um: float,
-    noise_levels: np.ndarray | None,
-    job_kwargs: dict,
-) -> np.ndarray:
-    from spikeinterface.sortingcomponents.peak_detection import detect_peaks as si_detect_peaks
+def check_peak_sign(method: str, peak_sign: str) -> None:
+    """Refuse a peak sign the detection method cannot find (the neural detector finds troughs only)."""
+    check_choice("peak_sign", peak_sign, ("neg", "pos", "both"))
+    if method == "neural" and peak_sign != "neg":
+        raise DlsortInputError(f"the neural detector finds negative peaks (it was trained on spike troughs), not "
+                               f"peak_sign={peak_sign!r}: use detection_method='threshold' for positive peaks")
 
-    method_kwargs = dict(
-        peak_sign=peak_sign,
-        detect_threshold=detect_threshold,
-        exclude_sweep_ms=exclude_sweep_ms,
-        radius_um=radius_um,
+
+def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path = DEFAULT_DETECTOR,
+                         probability: float | None = None, mode: str = "candidates",
+                         candidate_threshold: float = DEFAULT_CANDIDATE_THRESHOLD,
+                         exclude_sweep_ms: float = 0.5, radius_um: float = 50.0, device: str = "cpu"):
+    """Load a detection network and wrap it in a SpikeInterface peak-detection node.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        Preprocessed recording with channel locations.
+    noise_levels : np.ndarray
+    model : str or Path, default: "detector-generic"
+        Catalog id, ``id@version`` or a ``.safetensors`` file with its card beside it.
+    probability : float or None
+        Probability of a spike a peak needs; None takes the card's operating point.
+    mode : {"candidates", "dense"}, default: "candidates"
+    candidate_threshold : float, default: 3.5
+    exclude_sweep_ms, radius_um : float
+    device : str, default: "cpu"
+
+    Returns
+    -------
+    NeuralPeakDetector
+
+    Raises
+    ------
+    DlsortInputError
+        A model that is not a detector or whose card lacks its neighbourhood or (without
+        ``probability``) its operating point, weights that do not fit their card, or a probability
+        outside (0, 1).
+    """
+    from dlsort.models import load
+    from dlsort.neural_detection import NeuralPeakDetector
+    from dlsort.nn import build_network
+
+    check_choice("detection mode", mode, DETECTION_MODES)
+    if probability is not None and not 0.0 < probability < 1.0:
+        raise DlsortInputError(f"detection probability must be in (0, 1), got {probability}")
+    tensors, card, model_file = load(model, task="detector")
+    geometry = card["geometry"]
+    missing = [key for key in ("neighbourhood_radius_um", "neighbourhood_slots") if key not in geometry]
+    if missing:
+        raise DlsortInputError(f"the card of detector {model_file.id} lacks geometry fields {missing}")
+    if probability is None:
+        if "probability" not in card.get("operating_point", {}):
+            raise DlsortInputError(f"the card of detector {model_file.id} has no operating point: give the "
+                                   "detection probability (detection_probability)")
+        probability = float(card["operating_point"]["probability"])
+    network = build_network(card["architecture"], tensors)
+    return NeuralPeakDetector(
+        recording, network, model_file.provenance(), card, noise_levels,
+        threshold=float(np.log(probability / (1.0 - probability))), mode=mode,
+        candidate_threshold=candidate_threshold, exclude_sweep_ms=exclude_sweep_ms, radius_um=radius_um,
+        device=device,
     )
-    if noise_levels is not None:
-        method_kwargs["noise_levels"] = noise_levels
-    return si_detect_peaks(recording, method="locally_exclusive", method_kwargs=method_kwargs, job_kwargs=job_kwargs)
-
-
-DETECTION_METHODS: dict[str, Callable[..., np.ndarray]] = {"threshold": _detect_threshold}
 
 
 def detect_peaks(
@@ -49,43 +92,72 @@ def detect_peaks(
     exclude_sweep_ms: float = 0.5,
     radius_um: float = 50.0,
     noise_levels: np.ndarray | None = None,
+    model: str | Path = DEFAULT_DETECTOR,
+    probability: float | None = None,
+    mode: str = "candidates",
+    candidate_threshold: float = DEFAULT_CANDIDATE_THRESHOLD,
+    device: str = "cpu",
     job_kwargs: dict | None = None,
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[dict]]:
     """Detect spikes in a (preprocessed) recording.
 
     Parameters
     ----------
     recording : BaseRecording
         Filtered, referenced recording with channel locations.
-    method : str, default: "threshold"
-        One of ``DETECTION_METHODS``: ``"threshold"`` = a sample is a peak when it crosses
-        ``detect_threshold`` times the channel's noise level and is the extremum within
-        ``radius_um`` and ``exclude_sweep_ms``.
+    method : {"threshold", "neural"}, default: "threshold"
+        ``"threshold"``: a sample is a peak when it crosses ``detect_threshold`` times the
+        channel's noise level and is the extremum within ``radius_um`` and ``exclude_sweep_ms``.
+        ``"neural"``: a network gives the probability of a spike centred on a channel; see
+        ``make_neural_detector``.
     detect_threshold : float, default: 5.0
-        Threshold in multiples of the noise level (MAD).
+        Threshold in multiples of the noise level (MAD) of the ``"threshold"`` method.
     peak_sign : {"neg", "pos", "both"}, default: "neg"
+        The neural detector finds negative peaks only.
     exclude_sweep_ms : float, default: 0.5
         Half-width of the temporal exclusion zone around a peak.
     radius_um : float, default: 50.0
         Spatial exclusion radius.
     noise_levels : np.ndarray or None
         Per-channel noise levels; estimated from random chunks when None.
+    model : str or Path, default: "detector-generic"
+        Detection network (``"neural"``).
+    probability : float or None
+        Probability a neural peak needs; None takes the model card's operating point.
+    mode : {"candidates", "dense"}, default: "candidates"
+        Neural detection on threshold candidates or on every sample.
+    candidate_threshold : float, default: 3.5
+        Multiple of the noise level at which candidates are proposed (``"candidates"`` mode).
+    device : str, default: "cpu"
     job_kwargs : dict or None
         SpikeInterface job kwargs (``n_jobs``, ``chunk_duration``, ``progress_bar``).
 
     Returns
     -------
-    np.ndarray
+    peaks : np.ndarray
         Structured peak array sorted by segment then sample.
+    models : list of dict
+        Provenance of the networks used (empty for ``"threshold"``).
     """
-    check_choice("method", method, DETECTION_METHODS)
-    check_choice("peak_sign", peak_sign, ("neg", "pos", "both"))
-    return DETECTION_METHODS[method](
-        recording,
-        detect_threshold=detect_threshold,
-        peak_sign=peak_sign,
-        exclude_sweep_ms=exclude_sweep_ms,
-        radius_um=radius_um,
-        noise_levels=noise_levels,
-        job_kwargs=dict(job_kwargs or {}),
-    )
+    from spikeinterface.core import get_noise_levels
+    from spikeinterface.core.node_pipeline import run_node_pipeline
+    from spikeinterface.sortingcomponents.peak_detection import detect_peaks as si_detect_peaks
+
+    check_choice("detection method", method, DETECTION_METHODS)
+    check_peak_sign(method, peak_sign)
+    job_kwargs = dict(job_kwargs or {})
+    if noise_levels is None:
+        noise_levels = get_noise_levels(recording, return_in_uV=False, n_jobs=job_kwargs.get("n_jobs", 1),
+                                        progress_bar=job_kwargs.get("progress_bar", False))
+    if method == "threshold":
+        method_kwargs = dict(peak_sign=peak_sign, detect_threshold=detect_threshold, exclude_sweep_ms=exclude_sweep_ms,
+                             radius_um=radius_um, noise_levels=noise_levels)
+        return si_detect_peaks(recording, method="locally_exclusive", method_kwargs=method_kwargs,
+                               job_kwargs=job_kwargs), []
+    node = make_neural_detector(recording, noise_levels, model, probability, mode, candidate_threshold,
+                                exclude_sweep_ms, radius_um, device)
+    if device == "cuda":
+        job_kwargs["mp_context"] = "spawn"  # CUDA cannot run in forked workers
+    peaks = run_node_pipeline(recording, [node], job_kwargs, job_name="detect peaks (dlsort neural)",
+                              squeeze_output=True)
+    return peaks, list(node.models)

@@ -39,6 +39,42 @@ def ground_truth_main_channels(recording, gt_sorting) -> np.ndarray:
     return np.argmax(-templates.min(axis=1), axis=1)
 
 
+def match_spikes(peak_samples: np.ndarray, peak_positions: np.ndarray, spike_samples: np.ndarray,
+                 spike_positions: np.ndarray, delta: int, radius_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which spikes have a peak within ``delta`` samples and ``radius_um``, and which peaks match a spike.
+
+    Parameters
+    ----------
+    peak_samples : np.ndarray
+        Sorted sample of every detected peak.
+    peak_positions : np.ndarray
+        (num_peaks, 2) position (um) of each peak's channel.
+    spike_samples : np.ndarray
+        Sample of every ground-truth spike.
+    spike_positions : np.ndarray
+        (num_spikes, 2) position of each spike's main channel (or its unit's).
+    delta : int
+    radius_um : float
+
+    Returns
+    -------
+    found : np.ndarray
+        bool per spike.
+    matched : np.ndarray
+        bool per peak.
+    """
+    starts = np.searchsorted(peak_samples, spike_samples - delta, side="left")
+    stops = np.searchsorted(peak_samples, spike_samples + delta, side="right")
+    found = np.zeros(len(spike_samples), dtype=bool)
+    matched = np.zeros(len(peak_samples), dtype=bool)
+    for index, (start, stop) in enumerate(zip(starts, stops)):
+        distance = np.linalg.norm(peak_positions[start:stop] - spike_positions[index], axis=1)
+        near = start + np.flatnonzero(distance <= radius_um)
+        found[index] = near.size > 0
+        matched[near] = True
+    return found, matched
+
+
 def score_detection(
     peaks: np.ndarray,
     gt_sorting,
@@ -68,22 +104,16 @@ def score_detection(
     if gt_sorting.get_num_segments() != 1:
         raise ValueError("score_detection handles single-segment recordings")
     delta = int(round(delta_ms * gt_sorting.sampling_frequency / 1000.0))
+    locations = np.asarray(channel_locations)[:, :2]
     order = np.argsort(peaks["sample_index"], kind="stable")
-    peak_times = peaks["sample_index"][order]
-    peak_positions = np.asarray(channel_locations)[peaks["channel_index"][order], :2]
+    peak_samples, peak_positions = peaks["sample_index"][order], locations[peaks["channel_index"][order]]
     matched_peaks = np.zeros(len(peaks), dtype=bool)
     recall = np.zeros(len(gt_sorting.unit_ids))
     for index, unit in enumerate(gt_sorting.unit_ids):
         times = gt_sorting.get_unit_spike_train(unit)
-        centre = np.asarray(channel_locations)[main_channels[index], :2]
-        starts = np.searchsorted(peak_times, times - delta, side="left")
-        stops = np.searchsorted(peak_times, times + delta, side="right")
-        found = 0
-        for start, stop in zip(starts, stops):
-            near = start + np.flatnonzero(np.linalg.norm(peak_positions[start:stop] - centre, axis=1) <= radius_um)
-            if near.size:
-                found += 1
-                matched_peaks[near] = True
-        recall[index] = found / len(times) if len(times) else np.nan
+        centre = np.repeat(locations[main_channels[index]][None], len(times), axis=0)
+        found, matched = match_spikes(peak_samples, peak_positions, times, centre, delta, radius_um)
+        matched_peaks |= matched
+        recall[index] = found.mean() if len(times) else np.nan
     precision = float(matched_peaks.mean()) if len(peaks) else float("nan")
     return DetectionScores(recall=recall, precision=precision, num_peaks=len(peaks))

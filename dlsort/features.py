@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from spikeinterface.core.node_pipeline import PeakRetriever, PipelineNode, run_node_pipeline
 
-from dlsort.denoising import Denoiser
+from dlsort.denoising import Denoiser, DenoisingNode
 from dlsort.errors import check_choice
 from dlsort.waveforms import Neighbourhoods, NeighbourhoodWaveforms, build_neighbourhoods
 
@@ -80,15 +80,14 @@ class PeakFeatures:
 
 
 class _FeatureNode(PipelineNode):
-    """Denoise neighbourhood snippets, embed them and locate the peak."""
+    """Embed (denoised) neighbourhood snippets and locate the peak."""
 
-    def __init__(self, recording, parents, tpca: TemporalPCA, neighbourhoods: Neighbourhoods, denoiser: Denoiser):
+    def __init__(self, recording, parents, tpca: TemporalPCA, neighbourhoods: Neighbourhoods):
         PipelineNode.__init__(self, recording, parents=parents, return_output=True)
         self.tpca = tpca
         self.neighbourhoods = neighbourhoods
-        self.denoiser = denoiser
         self.channel_locations = recording.get_channel_locations()[:, :2].astype("float32")
-        self._kwargs.update(tpca=tpca, neighbourhoods=neighbourhoods, denoiser=denoiser)
+        self._kwargs.update(tpca=tpca, neighbourhoods=neighbourhoods)
         self._dtype = np.dtype(
             [("embedding", "float32", (tpca.components.shape[0], neighbourhoods.width)), ("location", "float32", (2,))]
         )
@@ -98,7 +97,6 @@ class _FeatureNode(PipelineNode):
 
     def compute(self, traces, peaks, snippets):
         channels = self.neighbourhoods.indices[peaks["channel_index"]]
-        snippets = self.denoiser(snippets, channels)
         mask = channels >= 0
         out = np.zeros(len(peaks), dtype=self._dtype)
         out["embedding"] = self.tpca.transform(snippets, mask)
@@ -172,9 +170,8 @@ def fit_temporal_pca(
         raise ValueError("cannot fit a temporal PCA without peaks: no spike was detected")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(peaks), size=min(max_peaks, len(peaks)), replace=False))
-    snippets = _snippets(recording, peaks[chosen], neighbourhoods, ms_before, ms_after, job_kwargs)
-    if denoiser is not None:
-        snippets = denoiser(snippets, neighbourhoods.indices[peaks["channel_index"][chosen]])
+    snippets = _snippets(recording, peaks[chosen], neighbourhoods, ms_before, ms_after, denoiser or Denoiser(),
+                         job_kwargs)
     slots = min(fit_slots, neighbourhoods.width)
     valid = neighbourhoods.mask[peaks["channel_index"][chosen], :slots]
     waveforms = np.transpose(snippets[:, :, :slots], (0, 2, 1))[valid].astype("float64")
@@ -186,11 +183,14 @@ def fit_temporal_pca(
     return TemporalPCA(mean=mean.astype("float32"), components=vt[:n_components].astype("float32"))
 
 
-def _snippets(recording, peaks, neighbourhoods, ms_before, ms_after, job_kwargs) -> np.ndarray:
+def _snippets(recording, peaks, neighbourhoods, ms_before, ms_after, denoiser: Denoiser,
+              job_kwargs) -> np.ndarray:
+    """Denoised neighbourhood snippets of ``peaks``."""
     source = PeakRetriever(recording, peaks)
     cutter = NeighbourhoodWaveforms(recording, [source], neighbourhoods, ms_before, ms_after)
-    cutter.return_output = True
-    return run_node_pipeline(recording, [source, cutter], dict(job_kwargs or {}), job_name="temporal PCA fit")
+    denoise = DenoisingNode(recording, [source, cutter], denoiser)
+    return run_node_pipeline(recording, [source, cutter, denoise], dict(job_kwargs or {}),
+                             job_name="temporal PCA fit")
 
 
 def extract_features(
@@ -256,7 +256,9 @@ def extract_features(
         embedding = np.zeros((0, n_components, neighbourhoods.width), "float32")
         locations = np.zeros((0, 2), "float32")
     else:
-        node = _FeatureNode(recording, [source, cutter], tpca, neighbourhoods, denoiser or Denoiser())
-        out = run_node_pipeline(recording, [source, cutter, node], dict(job_kwargs or {}), job_name="features")
+        denoise = DenoisingNode(recording, [source, cutter], denoiser or Denoiser(), return_output=False)
+        node = _FeatureNode(recording, [source, denoise], tpca, neighbourhoods)
+        out = run_node_pipeline(recording, [source, cutter, denoise, node], dict(job_kwargs or {}),
+                                job_name="features")
         embedding, locations = out["embedding"], out["location"]
     return PeakFeatures(embedding, locations, neighbourhoods, basis=tpca, nbefore=cutter.nbefore)

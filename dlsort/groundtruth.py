@@ -24,7 +24,7 @@ class GroundTruthCase:
     description : str
         One line for humans.
     probe : str
-        ``"staggered"`` (3 staggered columns, 30 um pitch) or ``"np1"`` (Neuropixels 1.0 slice).
+        A ``make_probe`` kind.
     num_channels : int
         Number of recording channels.
     num_units : int
@@ -35,6 +35,8 @@ class GroundTruthCase:
         Peak amplitude of a zigzag drift (0 = static).
     seed : int
         Seed of every random draw.
+    sampling_frequency : float
+        In Hz.
     """
 
     name: str
@@ -45,12 +47,23 @@ class GroundTruthCase:
     duration_s: float
     drift_um: float = 0.0
     seed: int = 42
+    sampling_frequency: float = SAMPLING_FREQUENCY
 
 
 BENCHMARK_CASES: dict[str, GroundTruthCase] = {
     "S": GroundTruthCase("S", "32-ch 3-column staggered probe, 20 units", "staggered", 32, 20, 120.0),
     "M": GroundTruthCase("M", "64 ch of Neuropixels 1.0, 40 units", "np1", 64, 40, 120.0),
     "D": GroundTruthCase("D", "M with a +-15 um zigzag drift", "np1", 64, 40, 120.0, drift_um=15.0),
+}
+# Probe families and a sampling rate the shipped networks were not trained on.
+GENERALIZATION_CASES: dict[str, GroundTruthCase] = {
+    "T20": GroundTruthCase("T20", "tetrode (25 um square) at 20 kHz, 6 units", "tetrode", 4, 6, 60.0,
+                           sampling_frequency=20_000.0),
+    "NP2": GroundTruthCase("NP2", "64 ch of a Neuropixels 2.0 layout (2 columns 32 um apart, 15 um rows), 40 units",
+                           "np2", 64, 40, 60.0),
+    "U": GroundTruthCase("U", "10 x 10 Utah-like grid (400 um pitch), 150 units", "utah", 100, 150, 60.0),
+    "M20": GroundTruthCase("M20", "64 ch of Neuropixels 1.0 at 20 kHz, 40 units", "np1", 64, 40, 60.0,
+                           sampling_frequency=20_000.0),
 }
 
 
@@ -59,9 +72,12 @@ def make_probe(kind: str, num_channels: int):
 
     Parameters
     ----------
-    kind : {"staggered", "np1"}
+    kind : {"staggered", "np1", "np2", "tetrode", "utah"}
         ``"staggered"``: 3 columns, 30 um pitch, middle column shifted by half a pitch.
         ``"np1"``: the first ``num_channels`` contacts of a Neuropixels 1.0 probe.
+        ``"np2"``: 2 columns 32 um apart, 15 um rows (a Neuropixels 2.0 layout).
+        ``"tetrode"``: 4 contacts on a 25 um square (``num_channels`` must be 4).
+        ``"utah"``: a square grid of 400 um pitch (``num_channels`` must be a square).
     num_channels : int
         Number of contacts.
 
@@ -87,8 +103,19 @@ def make_probe(kind: str, num_channels: int):
         )
     elif kind == "np1":
         probe = build_neuropixels_probe("NP1000").get_slice(np.arange(num_channels))
+    elif kind == "np2":
+        probe = generate_multi_columns_probe(num_columns=2, num_contact_per_column=num_channels // 2, xpitch=32.0,
+                                             ypitch=15.0, contact_shapes="square", contact_shape_params={"width": 12})
+    elif kind in ("tetrode", "utah"):
+        side = 2 if kind == "tetrode" else int(round(np.sqrt(num_channels)))
+        if side * side != num_channels or (kind == "tetrode" and num_channels != 4):
+            raise ValueError(f"a {kind} needs {'4' if kind == 'tetrode' else 'a square number of'} channels, "
+                             f"got {num_channels}")
+        pitch = 25.0 if kind == "tetrode" else 400.0
+        probe = generate_multi_columns_probe(num_columns=side, num_contact_per_column=side, xpitch=pitch,
+                                             ypitch=pitch, contact_shapes="circle", contact_shape_params={"radius": 6})
     else:
-        raise ValueError(f"unknown probe kind {kind!r}: use 'staggered' or 'np1'")
+        raise ValueError(f"unknown probe kind {kind!r}: use 'staggered', 'np1', 'np2', 'tetrode' or 'utah'")
     probe.set_device_channel_indices(np.arange(num_channels))
     return probe
 
@@ -117,7 +144,7 @@ def generate_case(case: GroundTruthCase):
 
     recording, sorting = generate_ground_truth_recording(
         durations=[case.duration_s],
-        sampling_frequency=SAMPLING_FREQUENCY,
+        sampling_frequency=case.sampling_frequency,
         num_units=case.num_units,
         probe=probe,
         generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
@@ -135,7 +162,7 @@ def _generate_drifting(case: GroundTruthCase, probe):
     _, drifting, sorting = generate_drifting_recording(
         num_units=case.num_units,
         duration=case.duration_s,
-        sampling_frequency=SAMPLING_FREQUENCY,
+        sampling_frequency=case.sampling_frequency,
         probe=probe,
         generate_displacement_vector_kwargs=dict(
             displacement_sampling_frequency=5.0,

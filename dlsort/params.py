@@ -17,6 +17,7 @@ from dlsort.detection import DETECTION_METHODS
 from dlsort.errors import DlsortInputError
 from dlsort.features import FEATURE_METHODS
 from dlsort.matching import MATCHING_METHODS
+from dlsort.neural_detection import DEFAULT_CANDIDATE_THRESHOLD, DEFAULT_DETECTOR, DETECTION_MODES
 from dlsort.preprocessing import MOTION_PRESETS
 
 
@@ -61,9 +62,44 @@ PARAMETERS: dict[str, Parameter] = {
         choices=("auto", *MOTION_PRESETS),
         nullable=True,
     ),
-    "detection_method": Parameter("threshold", "Spike detection method.", str, choices=tuple(DETECTION_METHODS)),
+    "detection_method": Parameter(
+        "threshold",
+        "Spike detection: 'threshold' (locally exclusive threshold crossings, see detect_threshold) or 'neural' (a "
+        "neighbourhood network, see detection_model).",
+        str,
+        choices=DETECTION_METHODS,
+    ),
     "detect_threshold": Parameter(
         5.0, "Detection threshold in multiples of the noise level (MAD).", float, low=1.0, high=100.0
+    ),
+    "detection_model": Parameter(
+        DEFAULT_DETECTOR,
+        "Detection network for detection_method='neural': a catalog id, id@version, or a .safetensors file with "
+        "its card.json beside it.",
+        str,
+    ),
+    "detection_probability": Parameter(
+        None,
+        "Probability of a spike a neural peak needs; None = the model card's operating point (calibrated at "
+        "training: precision on held-out synthetic data equal to threshold detection's at 5).",
+        float,
+        low=0.001,
+        high=0.999,
+        nullable=True,
+    ),
+    "detection_mode": Parameter(
+        "candidates",
+        "Neural detection on the peaks a low threshold proposes ('candidates', see detection_candidate_threshold) "
+        "or on every sample and channel ('dense', slower on CPU).",
+        str,
+        choices=DETECTION_MODES,
+    ),
+    "detection_candidate_threshold": Parameter(
+        DEFAULT_CANDIDATE_THRESHOLD,
+        "Threshold (multiples of the noise level) at which candidates are proposed to the network.",
+        float,
+        low=1.0,
+        high=100.0,
     ),
     "peak_sign": Parameter("neg", "Sign of the spike peaks to detect.", str, choices=("neg", "pos", "both")),
     "exclude_sweep_ms": Parameter(0.5, "Temporal exclusion around a detected peak (ms).", float, low=0.0, high=5.0),

@@ -117,7 +117,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         progress_bar=job_kwargs.get("progress_bar", False),
     )
     logger.info("detecting peaks (%s)", p["detection_method"])
-    peaks = detect_peaks(
+    device = resolve_device(p["device"])
+    peaks, detection_models = detect_peaks(
         rec,
         method=p["detection_method"],
         detect_threshold=p["detect_threshold"],
@@ -125,6 +126,11 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         exclude_sweep_ms=p["exclude_sweep_ms"],
         radius_um=p["detection_radius_um"],
         noise_levels=noise_levels,
+        model=p["detection_model"],
+        probability=p["detection_probability"],
+        mode=p["detection_mode"],
+        candidate_threshold=p["detection_candidate_threshold"],
+        device=device,
         job_kwargs=job_kwargs,
     )
     logger.info("%d peaks", len(peaks))
@@ -135,7 +141,6 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     del peaks  # only the sample is needed from here on; template matching finds every spike again
     neighbourhoods = build_neighbourhoods(rec.get_channel_locations(), p["neighbourhood_radius_um"])
     window = dict(ms_before=p["ms_before"], ms_after=p["ms_after"])
-    device = resolve_device(p["device"])
     denoiser = make_denoiser(
         p["denoising_method"],
         rec.sampling_frequency,
@@ -212,7 +217,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
     return PipelineResult(
         sorting=sorting, templates=templates, num_peaks=num_peaks, motion_correction=motion_preset,
-        models=list(denoiser.models),
+        models=[*detection_models, *denoiser.models],
     )
 
 

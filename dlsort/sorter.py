@@ -68,9 +68,14 @@ class DlsortSorter(BaseSorter):
 
         params = validate_params(params)
         resolve_device(params["device"])
-        if params["denoising_method"] == "neural":  # a missing or broken model fails here, before any sorting
-            from dlsort.models import resolve_model
+        from dlsort.detection import check_peak_sign
+        from dlsort.models import resolve_model
 
+        check_peak_sign(params["detection_method"], params["peak_sign"])
+        # a missing or broken model fails here, before any sorting
+        if params["detection_method"] == "neural":
+            resolve_model(params["detection_model"], task="detector", progress_bar=params["progress_bar"])
+        if params["denoising_method"] == "neural":
             resolve_model(params["denoising_model"], task="denoiser", progress_bar=params["progress_bar"])
         chunk_s = _chunk_seconds(recording, params["chunk_duration"])
         check_duration(recording, chunk_s, params["ms_before"], params["ms_after"])

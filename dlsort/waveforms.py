@@ -39,8 +39,15 @@ class Neighbourhoods:
         """bool (num_channels, width): True where a slot holds a real channel."""
         return self.indices >= 0
 
+    def relative_positions(self, channel_locations: np.ndarray) -> np.ndarray:
+        """float32 (num_channels, width, 2): each slot's position minus its centre's (0 for padding), in um."""
+        locations = np.asarray(channel_locations, dtype="float64")[:, :2]
+        relative = locations[np.maximum(self.indices, 0)] - locations[:, None, :]
+        return (relative * self.mask[..., None]).astype("float32")
 
-def build_neighbourhoods(channel_locations: np.ndarray, radius_um: float) -> Neighbourhoods:
+
+def build_neighbourhoods(channel_locations: np.ndarray, radius_um: float,
+                         max_width: int | None = None) -> Neighbourhoods:
     """Build distance-ordered neighbourhoods from channel locations.
 
     Parameters
@@ -49,6 +56,9 @@ def build_neighbourhoods(channel_locations: np.ndarray, radius_um: float) -> Nei
         (num_channels, 2 or 3) positions in micrometres.
     radius_um : float
         Channels at most this far from the centre belong to its neighbourhood.
+    max_width : int or None
+        Keep at most this many channels (the nearest) per neighbourhood; the width is then
+        exactly ``max_width`` (padded), as networks with a fixed number of slots need.
 
     Returns
     -------
@@ -65,8 +75,10 @@ def build_neighbourhoods(channel_locations: np.ndarray, radius_um: float) -> Nei
     order = np.argsort(distances, axis=1, kind="stable")
     sorted_distances = np.take_along_axis(distances, order, axis=1)
     inside = sorted_distances <= radius_um
-    width = int(inside.sum(axis=1).max())
+    width = int(inside.sum(axis=1).max()) if max_width is None else int(max_width)
     indices = np.where(inside, order, -1)[:, :width].astype("int64")
+    if indices.shape[1] < width:
+        indices = np.pad(indices, ((0, 0), (0, width - indices.shape[1])), constant_values=-1)
     return Neighbourhoods(indices=indices, radius_um=float(radius_um))
 
 

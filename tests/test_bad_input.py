@@ -56,6 +56,11 @@ def test_wrong_parameter_type(tmp_path):
         _run(saved_recording(tmp_path, _noise(), LOCATIONS), tmp_path, detect_threshold="high")
 
 
+def test_neural_detection_of_positive_peaks_is_refused_before_sorting(tmp_path):
+    with pytest.raises(DlsortInputError, match="neural detector finds negative peaks"):
+        _run(saved_recording(tmp_path, _noise(), LOCATIONS), tmp_path, detection_method="neural", peak_sign="pos")
+
+
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda(tmp_path):
     with pytest.raises(DlsortInputError, match="device='cuda' was requested but torch sees no CUDA device"):

@@ -23,10 +23,10 @@ def noise():
     """Temporally correlated noise fitted to a band-passed generated recording (no shared data needed)."""
     from spikeinterface.core import generate_recording
 
-    from dlsort.training.synthesis import recording_noise
+    from dlsort.training.noise import recording_noise
 
     recording = generate_recording(num_channels=4, durations=[20.0], seed=0)
-    return recording_noise(recording, minutes=1.0)
+    return recording_noise(recording, minutes=1.0).temporal
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_train_command_fine_tunes_on_a_recording_and_the_sorter_uses_the_result(
 
 
 def test_noise_fit_needs_enough_spike_free_data_and_recovers_the_correlation():
-    from dlsort.training.synthesis import TemporalNoise
+    from dlsort.training.noise import TemporalNoise
 
     with pytest.raises(ValueError, match="only 0 spike-free windows"):
         TemporalNoise.from_traces([np.zeros((50, 2), "float32")])
@@ -153,7 +153,7 @@ torch.set_num_threads(2)
 torch.randn(2000, 2000) @ torch.randn(2000, 2000)  # the parent's OpenMP/MKL pools are now running
 recording, _ = generate_ground_truth_recording(durations=[6.0], num_units=4, probe=make_probe("staggered", 8), seed=0)
 job = dict(n_jobs=2, chunk_duration="1s", progress_bar=False, mp_context="fork")
-peaks = detect_peaks(recording, method="threshold", job_kwargs=job)
+peaks, _ = detect_peaks(recording, method="threshold", job_kwargs=job)
 denoiser = make_denoiser("neural", recording.sampling_frequency, 1.0, 1.5, noise_levels=np.ones(8))
 features = extract_features(recording, peaks, denoiser=denoiser, job_kwargs=job)
 print(len(features))
@@ -167,3 +167,26 @@ def test_workers_forked_after_torch_ran_do_not_deadlock():
     done = subprocess.run([sys.executable, "-c", FORKED_WORKERS_SCRIPT], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.strip().splitlines()[-1]) > 0
+
+
+def test_denoising_node_runs_in_a_spikeinterface_pipeline(tiny_recording):
+    from spikeinterface.core.node_pipeline import PeakRetriever, run_node_pipeline
+
+    from dlsort.denoising import DenoisingNode
+    from dlsort.detection import detect_peaks
+    from dlsort.waveforms import NeighbourhoodWaveforms, build_neighbourhoods
+
+    peaks, _ = detect_peaks(tiny_recording, method="threshold", job_kwargs=JOB)
+    neighbourhoods = build_neighbourhoods(tiny_recording.get_channel_locations(), 50.0)
+    denoiser = make_denoiser("neural", tiny_recording.sampling_frequency, 1.0, 1.5,
+                             noise_levels=np.full(tiny_recording.get_num_channels(), 5.0))
+    source = PeakRetriever(tiny_recording, peaks)
+    cutter = NeighbourhoodWaveforms(tiny_recording, [source], neighbourhoods, 1.0, 1.5)
+    cutter.return_output = True
+    raw, denoised = run_node_pipeline(tiny_recording, [source, cutter, DenoisingNode(tiny_recording, [source, cutter],
+                                                                                      denoiser)], dict(JOB))
+    assert denoised.shape == raw.shape and len(raw) == len(peaks) > 0
+    np.testing.assert_allclose(denoised, denoiser(raw, neighbourhoods.indices[peaks["channel_index"]]), atol=1e-5)
+    assert not np.allclose(denoised, raw)
+    with pytest.raises(TypeError, match="NeighbourhoodWaveforms"):
+        DenoisingNode(tiny_recording, [source], denoiser)

@@ -5,6 +5,7 @@ weight file and its card always describe the same module.
 """
 
 from dlsort.nn.denoiser import SingleChannelDenoiser
+from dlsort.nn.detector import NeighbourhoodDetector
 from dlsort.nn.registry import ARCHITECTURES, build_network
 
-__all__ = ["ARCHITECTURES", "SingleChannelDenoiser", "build_network"]
+__all__ = ["ARCHITECTURES", "NeighbourhoodDetector", "SingleChannelDenoiser", "build_network"]

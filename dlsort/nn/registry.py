@@ -6,8 +6,12 @@ from torch import nn
 
 from dlsort.errors import DlsortInputError
 from dlsort.nn.denoiser import SingleChannelDenoiser
+from dlsort.nn.detector import NeighbourhoodDetector
 
-ARCHITECTURES: dict[str, type[nn.Module]] = {"single-channel-denoiser": SingleChannelDenoiser}
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "single-channel-denoiser": SingleChannelDenoiser,
+    "neighbourhood-detector": NeighbourhoodDetector,
+}
 
 
 def build_network(architecture: dict, state_dict: dict | None = None) -> nn.Module:

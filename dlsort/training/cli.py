@@ -1,4 +1,4 @@
-"""``dlsort train denoiser``: train a waveform denoiser from scratch or fine-tune one on a recording."""
+"""``dlsort train denoiser|detector``: train a network from scratch or fine-tune one on a recording."""
 
 from __future__ import annotations
 
@@ -7,50 +7,84 @@ from pathlib import Path
 
 from dlsort.errors import DlsortInputError
 
-SCRATCH_EXAMPLES, SCRATCH_EPOCHS = 200_000, 30
-FINE_TUNE_EXAMPLES, FINE_TUNE_EPOCHS = 50_000, 8
+# Training sizes from scratch and when fine-tuning (--recording or --from), per network.
+SIZES = {
+    "denoiser": {"scratch": dict(examples=200_000, epochs=30), "fine-tune": dict(examples=50_000, epochs=8)},
+    "detector": {"scratch": dict(patches=300, examples=150_000, epochs=20),
+                 "fine-tune": dict(patches=60, examples=50_000, epochs=8)},
+}
+SIZE_HELP = {"patches": "synthetic 1-s probe patches", "examples": "training examples",
+             "epochs": "at most this many epochs"}
 
 
-def _train_denoiser(args: argparse.Namespace) -> int:
+def _sizes(args: argparse.Namespace, task: str, fine_tuning: bool) -> dict:
+    """The training sizes: the command line's, else the task's defaults."""
+    defaults = SIZES[task]["fine-tune" if fine_tuning else "scratch"]
+    return {key: getattr(args, key) or value for key, value in defaults.items()}
+
+
+def _prepare(args: argparse.Namespace, task: str):
+    """Shared set-up: device, threads, output folder, noise models, the model to start from.
+
+    Returns
+    -------
+    device : str
+    temporal : TemporalNoise
+    spatial : SpatialNoise or None
+        Fitted to the recording, or None without ``--recording`` (the caller loads the shared one).
+    locations : np.ndarray or None
+        The recording's channel locations.
+    training_data : str
+    start : tuple or None
+        ``(network, card, model_file)`` of the model to fine-tune, or None.
+    """
     import torch
 
     from dlsort.cli import read_recording
     from dlsort.models import load
     from dlsort.nn import build_network
-    from dlsort.training.denoiser import denoiser_card, train_denoiser, write_model
-    from dlsort.training.synthesis import TemporalNoise, recording_noise
+    from dlsort.training.noise import TemporalNoise, recording_noise
     from dlsort.validation import resolve_device
 
     device = resolve_device(args.device)
     if (Path(args.output) / "weights.safetensors").exists() and not args.overwrite:
         raise DlsortInputError(f"{args.output} already holds a model; choose another folder or pass --overwrite")
     torch.set_num_threads(max(1, args.threads))
-    start_from, base = None, args.start_from
+    base, spatial, locations = args.start_from, None, None
     if args.recording is not None:
         noise = recording_noise(read_recording(Path(args.recording)), args.minutes, seed=args.seed)
-        base = base or "denoiser-generic"
-        training_data = f"synthetic spikes in the temporal noise of {Path(args.recording).name}"
+        temporal, spatial, locations = noise.temporal, noise.spatial, noise.locations
+        base = base or f"{task}-generic"
+        training_data = f"synthetic spikes in the noise of {Path(args.recording).name}"
     else:
         try:
-            noise = TemporalNoise.from_shared_data()
+            temporal = TemporalNoise.from_shared_data()
         except FileNotFoundError as error:
             raise DlsortInputError(f"{error} (or pass --recording to train on a recording's noise)") from error
-        training_data = f"synthetic spikes in {noise.source}"
-    fine_tuning = base is not None
-    examples = args.examples or (FINE_TUNE_EXAMPLES if fine_tuning else SCRATCH_EXAMPLES)
-    epochs = args.epochs or (FINE_TUNE_EPOCHS if fine_tuning else SCRATCH_EPOCHS)
-    if fine_tuning:
-        tensors, card, model_file = load(base, task="denoiser")
-        start_from = build_network(card["architecture"], tensors)
+        training_data = f"synthetic spikes in {temporal.source}"
+    start = None
+    if base is not None:
+        tensors, card, model_file = load(base, task=task)
+        start = (build_network(card["architecture"], tensors), card, model_file)
         training_data += f", fine-tuned from {model_file.id}"
-        window = card["window_ms"]
+    return device, temporal, spatial, locations, training_data, start
+
+
+def _train_denoiser(args: argparse.Namespace) -> int:
+    from dlsort.training.denoiser import denoiser_card, train_denoiser
+    from dlsort.training.trainer import write_model
+
+    device, noise, _, _, training_data, start = _prepare(args, "denoiser")
+    sizes = _sizes(args, "denoiser", start is not None)
+    if start is not None:
+        window = start[1]["window_ms"]
         ms_before, ms_after = window["before"], window["after"]
     else:
         ms_before, ms_after = args.ms_before, args.ms_after
     network, report, metrics = train_denoiser(
-        noise, start_from=start_from, num_examples=examples, ms_before=ms_before, ms_after=ms_after,
-        seed=args.seed, device=device, max_epochs=epochs, max_seconds=args.max_seconds,
-        progress_bar=not args.quiet,
+        noise, start_from=start[0] if start else None, num_examples=sizes["examples"],
+        ms_before=ms_before, ms_after=ms_after, seed=args.seed, device=device, max_epochs=sizes["epochs"],
+        max_seconds=args.max_seconds, progress_bar=not args.quiet,
     )
     card = denoiser_card(network, args.id, args.version, training_data, metrics, report, ms_before, ms_after)
     weights = write_model(Path(args.output), network.cpu(), card)
@@ -63,6 +97,66 @@ def _train_denoiser(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_detector(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from dlsort.training.detector import DetectorGeometry, detector_card, evaluate_detector, train_detector
+    from dlsort.training.noise import SpatialNoise
+    from dlsort.training.trainer import write_model
+
+    device, temporal, spatial, locations, training_data, start = _prepare(args, "detector")
+    if spatial is None:
+        try:
+            spatial = SpatialNoise.from_shared_data()
+        except FileNotFoundError as error:
+            raise DlsortInputError(f"{error} (or pass --recording to train on a recording's noise)") from error
+    sizes = _sizes(args, "detector", start is not None)
+    if start is not None:
+        card_geometry = start[1]["geometry"]
+        geometry = DetectorGeometry(card_geometry["neighbourhood_radius_um"], card_geometry["neighbourhood_slots"])
+    else:
+        geometry = DetectorGeometry(args.radius_um, args.slots)
+    network, report, held_out = train_detector(
+        temporal, spatial, start_from=start[0] if start else None, geometry=geometry, locations=locations,
+        num_patches=sizes["patches"], num_examples=sizes["examples"], seed=args.seed, device=device,
+        max_epochs=sizes["epochs"], max_seconds=args.max_seconds,
+        progress_bar=not args.quiet,
+    )
+    given = None if args.probability is None else float(np.log(args.probability / (1.0 - args.probability)))
+    threshold, metrics = evaluate_detector(network, held_out, geometry, given)
+    card = detector_card(network, args.id, args.version, training_data, geometry, metrics, report, threshold,
+                         calibrated=given is None)
+    weights = write_model(Path(args.output), network, card)
+    summary = "; ".join(f"{row['detector']}: recall {row['recall']:.3f}, precision {row['precision']:.3f}"
+                        for row in metrics)
+    print(f"dlsort: {args.id}@{args.version} written to {weights.parent} ({report.epochs} epochs, "
+          f"{report.seconds:.0f} s); operating point p >= {card['operating_point']['probability']:g}; "
+          f"held-out patches: {summary}")
+    return 0
+
+
+def _common_arguments(parser: argparse.ArgumentParser, task: str) -> None:
+    parser.add_argument("-o", "--output", required=True, help="model folder to write (weights + card.json)")
+    parser.add_argument("--recording", help="fine-tune on this recording's noise (and, for the detector, its probe); "
+                        "any `dlsort sort` input")
+    parser.add_argument("--from", dest="start_from", help=f"model to start from (default with --recording: "
+                        f"{task}-generic)")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="noise is measured on 30 random 1-s chunks of the first MINUTES (default 10)")
+    parser.add_argument("--max-seconds", type=float, help="time budget; stops after the epoch that exceeds it")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    parser.add_argument("--id", default=f"{task}-custom", help="model id written to the card")
+    parser.add_argument("--version", default="0.1.0", help="model version written to the card")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    scratch, fine_tune = SIZES[task]["scratch"], SIZES[task]["fine-tune"]
+    for key in scratch:
+        parser.add_argument(f"--{key}", type=int, help=f"{SIZE_HELP[key]} (default {scratch[key]}, "
+                            f"{fine_tune[key]} when fine-tuning)")
+
+
 def add_train_parser(commands) -> None:
     """Add ``dlsort train`` and its subcommands to the ``dlsort`` parser's subparsers."""
     train = commands.add_parser("train", help="train or fine-tune networks")
@@ -72,25 +166,20 @@ def add_train_parser(commands) -> None:
         help="train the waveform denoiser (from scratch on the shared Neuropixels noise, or fine-tuned on a "
              "recording's noise)",
     )
-    denoiser.add_argument("-o", "--output", required=True, help="model folder to write (weights + card.json)")
-    denoiser.add_argument("--recording", help="fine-tune on this recording's noise (any `dlsort sort` input)")
-    denoiser.add_argument("--from", dest="start_from",
-                          help="model to start from (default with --recording: denoiser-generic)")
-    denoiser.add_argument("--minutes", type=float, default=10.0,
-                          help="noise is measured on 30 random 1-s chunks of the first MINUTES (default 10)")
-    denoiser.add_argument("--examples", type=int, help=f"synthetic examples (default {SCRATCH_EXAMPLES}, "
-                          f"{FINE_TUNE_EXAMPLES} when fine-tuning)")
-    denoiser.add_argument("--epochs", type=int, help=f"at most this many epochs (default {SCRATCH_EPOCHS}, "
-                          f"{FINE_TUNE_EPOCHS} when fine-tuning)")
-    denoiser.add_argument("--max-seconds", type=float, help="time budget; stops after the epoch that exceeds it")
+    _common_arguments(denoiser, "denoiser")
     denoiser.add_argument("--ms-before", type=float, default=1.0)
     denoiser.add_argument("--ms-after", type=float, default=1.5)
-    denoiser.add_argument("--seed", type=int, default=0)
-    denoiser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    denoiser.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
-    denoiser.add_argument("--id", default="denoiser-custom", help="model id written to the card")
-    denoiser.add_argument("--version", default="0.1.0", help="model version written to the card")
-    denoiser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
-    denoiser.add_argument("--quiet", action="store_true", help="no progress bar")
     denoiser.set_defaults(handler=_train_denoiser)
 
+    detector = sub.add_parser(
+        "detector",
+        help="train the neighbourhood spike detector (from scratch on synthetic probe patches with the shared "
+             "Neuropixels noise, or fine-tuned on a recording's probe and noise)",
+    )
+    _common_arguments(detector, "detector")
+    detector.add_argument("--radius-um", type=float, default=50.0, help="neighbourhood radius (from scratch)")
+    detector.add_argument("--slots", type=int, default=12, help="neighbourhood channels (from scratch)")
+    detector.add_argument("--probability", type=float,
+                          help="operating point written to the card (default: calibrated on held-out patches to "
+                               "the precision of threshold detection at 5)")
+    detector.set_defaults(handler=_train_detector)

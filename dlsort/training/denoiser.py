@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
 
-from dlsort.nn import SingleChannelDenoiser, build_network
+from dlsort.nn import SingleChannelDenoiser
+from dlsort.training.noise import TemporalNoise
 from dlsort.training.synthesis import (
     TRAINING_SAMPLING_FREQUENCY,
     DenoisingExamples,
-    TemporalNoise,
     denoising_examples,
     waveform_library,
 )
@@ -138,18 +135,6 @@ def train_denoiser(
     return network, report, metrics
 
 
-def write_model(folder: Path, network: nn.Module, card: dict) -> Path:
-    """Write ``weights.safetensors`` and ``card.json`` into ``folder``; returns the weight path."""
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / "weights.safetensors"
-    save_file({key: tensor.detach().cpu().contiguous() for key, tensor in network.state_dict().items()}, str(weights))
-    (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    return weights
-
-
 def denoiser_card(network: SingleChannelDenoiser, model_id: str, version: str, training_data: str,
                   metrics: list[dict], report: TrainingReport, ms_before: float, ms_after: float) -> dict:
     """The model card of a trained denoiser (schema: ``dlsort/models/catalog.schema.json``)."""
@@ -176,8 +161,3 @@ def denoiser_card(network: SingleChannelDenoiser, model_id: str, version: str, t
                     "training_seconds": round(report.seconds, 1)},
         "licence": "MIT",
     }
-
-
-def load_denoiser(card: dict, tensors: dict) -> SingleChannelDenoiser:
-    """Build the denoiser a card describes and load its tensors (checked against the architecture)."""
-    return build_network(card["architecture"], tensors)

@@ -5,16 +5,17 @@ spatial decays and waveform parameters (wider ranges than its defaults, so the n
 learn one generator setting), with sub-sample jitter. Noise is temporally correlated like real
 Neuropixels noise (the measured covariance in ``../shared/data``) or like a user's own
 recording (fine-tuning). Amplitudes are log-normal in noise-standard-deviation units, down to
-well below the detection threshold; a second, shifted spike collides with some examples.
+well below the detection threshold; a second, shifted spike collides with some examples. The
+noise models live in ``dlsort.training.noise``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from dlsort.training.noise import TemporalNoise
 
 TRAINING_SAMPLING_FREQUENCY = 30_000.0
 # Broader than spikeinterface.core.generate.default_unit_params_range (which the benchmark cases use).
@@ -27,123 +28,6 @@ WAVEFORM_PARAMS_RANGE = dict(
     spatial_decay=(10.0, 60.0),
     propagation_speed=(150.0, 400.0),
 )
-
-
-def shared_data_dir() -> Path:
-    """``DLSORT_SHARED_DATA`` or ``../shared/data`` next to the repository."""
-    configured = os.environ.get("DLSORT_SHARED_DATA")
-    return Path(configured) if configured else Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-@dataclass(frozen=True)
-class TemporalNoise:
-    """Stationary noise with a given temporal covariance, in noise-standard-deviation units.
-
-    Attributes
-    ----------
-    sqrtcov : np.ndarray
-        (L, L) matrix square root of the temporal covariance over L samples.
-    source : str
-        Where the covariance was measured (recorded in model cards).
-    """
-
-    sqrtcov: np.ndarray
-    source: str
-
-    def sample(self, rng: np.random.Generator, num: int, num_samples: int) -> np.ndarray:
-        """``num`` noise waveforms of ``num_samples`` (at most L) samples, unit variance on average."""
-        length = self.sqrtcov.shape[0]
-        if num_samples > length:
-            raise ValueError(f"the noise model covers {length} samples, {num_samples} were asked")
-        start = (length - num_samples) // 2
-        noise = rng.standard_normal((num, length)).astype("float32") @ self.sqrtcov.T.astype("float32")
-        return noise[:, start : start + num_samples]
-
-    @classmethod
-    def from_shared_data(cls, folder: Path | None = None) -> TemporalNoise:
-        """The temporal covariance of a real Neuropixels 1.0 recording (IBL, 121 samples at 30 kHz)."""
-        path = (folder or shared_data_dir()) / "ibl_np1_noise_temporal_sqrtcov_121.npy"
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{path} not found: set DLSORT_SHARED_DATA to the folder holding the shared noise statistics, "
-                "or fit the noise to a recording with TemporalNoise.from_traces"
-            )
-        sqrtcov = np.load(path)
-        scale = np.sqrt(np.mean(np.sum(sqrtcov**2, axis=1)))  # unit variance on average
-        return cls(sqrtcov / scale, f"IBL Neuropixels 1.0 noise ({path.name})")
-
-    @classmethod
-    def from_traces(cls, chunks: list[np.ndarray], length: int = 121, source: str = "recording") -> TemporalNoise:
-        """Fit the temporal covariance to chunks of a recording's standardized traces.
-
-        Windows holding a value beyond 4 noise levels, or within 45 samples (1.5 ms at 30 kHz) of one,
-        are left out (spikes); windows never straddle two chunks.
-
-        Parameters
-        ----------
-        chunks : list of np.ndarray
-            (num_samples, num_channels) arrays, already divided by each channel's noise level.
-        length : int, default: 121
-        source : str
-
-        Returns
-        -------
-        TemporalNoise
-        """
-        windows = [_spike_free_windows(channel, length) for chunk in chunks for channel in np.asarray(chunk).T]
-        windows = np.concatenate(windows) if windows else np.zeros((0, length))
-        if len(windows) < 4 * length:
-            raise ValueError(f"only {len(windows)} spike-free windows of {length} samples; give more data")
-        covariance = np.cov(windows, rowvar=False)
-        values, vectors = np.linalg.eigh(covariance)
-        sqrtcov = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-        scale = np.sqrt(np.mean(np.diag(covariance)))
-        return cls(sqrtcov / scale, source)
-
-
-def recording_noise(recording, minutes: float, num_chunks: int = 30, seed: int = 0):
-    """The temporal noise model of a recording: filtered, referenced and standardized like the sorter does.
-
-    Parameters
-    ----------
-    recording : BaseRecording
-    minutes : float
-        The 1-s chunks are drawn at random from the first ``minutes`` of each segment.
-    num_chunks : int, default: 30
-        Chunks read (memory stays bounded whatever the recording's length and channel count).
-    seed : int
-
-    Returns
-    -------
-    TemporalNoise
-    """
-    from spikeinterface.core import get_noise_levels
-
-    from dlsort.preprocessing import preprocess
-
-    rec = preprocess(recording)
-    fs = rec.sampling_frequency
-    levels = get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=dict(seed=seed))
-    rng = np.random.default_rng(seed)
-    chunks = []
-    for segment in range(rec.get_num_segments()):
-        span = min(rec.get_num_samples(segment), int(minutes * 60 * fs))
-        size = min(int(fs), span)
-        for start in np.sort(rng.integers(0, span - size + 1, size=num_chunks)):
-            traces = rec.get_traces(start_frame=int(start), end_frame=int(start) + size, segment_index=segment)
-            chunks.append(traces / levels[None, :])
-    return TemporalNoise.from_traces(chunks, source="the recording being sorted")
-
-
-def _spike_free_windows(channel: np.ndarray, length: int, margin: int = 45) -> np.ndarray:
-    """Windows of one channel (half-overlapping) with no |x| > 4 within them or ``margin`` samples around."""
-    if len(channel) < length:
-        return np.zeros((0, length))
-    bad = np.convolve(np.abs(channel) > 4.0, np.ones(2 * margin + 1), mode="same") > 0
-    cumulative = np.concatenate([[0], np.cumsum(bad)])
-    starts = np.arange(0, len(channel) - length + 1, max(1, length // 2))
-    starts = starts[cumulative[starts + length] == cumulative[starts]]
-    return channel[starts[:, None] + np.arange(length)]
 
 
 def waveform_library(

@@ -1,0 +1,252 @@
+"""Neural spike detection: a neighbourhood network scores samples of every channel, peaks are picked.
+
+``detection_logits`` runs a ``dlsort.nn.NeighbourhoodDetector`` over a chunk of standardized
+traces (every channel is the centre of its own distance-ordered neighbourhood);
+``candidate_logits`` runs it only around given samples (the same values, at a fraction of the
+cost); ``pick_peaks`` keeps the samples whose logit passes a threshold and is the largest within
+``exclude`` samples and the exclusion neighbourhood (locally exclusive, as SpikeInterface's
+threshold detector). ``NeuralPeakDetector`` wraps them as a SpikeInterface ``PeakDetector``
+node, so the detector runs in any node pipeline, chunked and in parallel.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from spikeinterface.core.node_pipeline import PeakDetector, base_peak_dtype
+
+from dlsort.waveforms import Neighbourhoods, build_neighbourhoods
+from dlsort.workers import adopt_torch_in_worker
+
+DEFAULT_DETECTOR = "detector-generic"
+DETECTION_MODES = ("candidates", "dense")
+DEFAULT_CANDIDATE_THRESHOLD = 3.5
+REACH = 2  # a candidate may move this many samples (at the network's rate) to the network's best logit
+
+
+def detection_logits(network, traces: np.ndarray, neighbourhoods: Neighbourhoods, relative_positions: np.ndarray,
+                     device: str = "cpu", max_elements: int = 2**25) -> np.ndarray:
+    """Logit of a spike centred on every channel at every sample.
+
+    Parameters
+    ----------
+    network : NeighbourhoodDetector
+    traces : np.ndarray
+        (num_samples, num_channels) traces divided by each channel's noise level.
+    neighbourhoods : Neighbourhoods
+        With as many slots as the network was trained with.
+    relative_positions : np.ndarray
+        ``neighbourhoods.relative_positions(locations)``.
+    device : str, default: "cpu"
+    max_elements : int, default: 2**25
+        Bound on the encoder activations of one forward pass (centre channels are batched under it).
+
+    Returns
+    -------
+    np.ndarray
+        float32 (num_channels, num_samples).
+    """
+    import torch
+
+    num_samples, num_channels = traces.shape
+    width = neighbourhoods.width
+    padded = np.concatenate([traces.T.astype("float32", copy=False), np.zeros((1, num_samples), "float32")])
+    slots = np.where(neighbourhoods.mask, neighbourhoods.indices, num_channels)  # padding reads the zero row
+    batch = max(1, int(max_elements // max(1, width * network.filters * num_samples)))
+    logits = np.empty((num_channels, num_samples), dtype="float32")
+    with torch.inference_mode():
+        for start in range(0, num_channels, batch):
+            stop = min(num_channels, start + batch)
+            inputs = (torch.as_tensor(padded[slots[start:stop]], device=device),
+                      torch.as_tensor(relative_positions[start:stop], device=device),
+                      torch.as_tensor(neighbourhoods.mask[start:stop], device=device))
+            logits[start:stop] = network(*inputs).cpu().numpy()
+    return logits
+
+
+def pick_peaks(logits: np.ndarray, threshold: float, exclude: int,
+               exclusion: Neighbourhoods) -> tuple[np.ndarray, np.ndarray]:
+    """Locally exclusive maxima of a (num_channels, num_samples) logit map above ``threshold``.
+
+    A sample of a channel is a peak when its logit is at least ``threshold``, strictly above the
+    previous sample's (so a plateau gives one peak) and the largest within ``exclude`` samples
+    on every channel of ``exclusion[channel]``.
+
+    Returns
+    -------
+    samples, channels : np.ndarray
+        int64 indices of the peaks, sorted by sample then channel.
+    """
+    from scipy.ndimage import maximum_filter1d
+
+    over_time = maximum_filter1d(logits, size=2 * exclude + 1, axis=1, mode="constant", cval=-np.inf)
+    padded = np.concatenate([over_time, np.full((1, logits.shape[1]), -np.inf, dtype=over_time.dtype)])
+    slots = np.where(exclusion.mask, exclusion.indices, len(logits))
+    local_max = padded[slots[:, 0]]
+    for column in slots.T[1:]:
+        np.maximum(local_max, padded[column], out=local_max)
+    rising = np.ones_like(logits, dtype=bool)
+    rising[:, 1:] = logits[:, 1:] > logits[:, :-1]
+    channels, samples = np.nonzero((logits >= threshold) & (logits >= local_max) & rising)
+    order = np.lexsort((channels, samples))
+    return samples[order].astype("int64"), channels[order].astype("int64")
+
+
+def candidate_logits(network, traces: np.ndarray, samples: np.ndarray, channels: np.ndarray,
+                     neighbourhoods: Neighbourhoods, relative_positions: np.ndarray, reach: int = REACH,
+                     device: str = "cpu", batch_size: int = 4096) -> np.ndarray:
+    """Logits at ``samples - reach`` to ``samples + reach`` on each candidate's channel only.
+
+    Each candidate's neighbourhood window spans the network's receptive field on both sides, so
+    the logits equal those ``detection_logits`` computes on the whole chunk. ``samples`` must lie
+    at least ``receptive_field // 2 + reach`` samples inside ``traces``.
+
+    Returns
+    -------
+    np.ndarray
+        float32 (num_candidates, 2 * reach + 1).
+    """
+    import torch
+
+    half = network.receptive_field // 2 + reach
+    num_samples, num_channels = traces.shape
+    padded = np.concatenate([traces.astype("float32", copy=False), np.zeros((num_samples, 1), "float32")], axis=1)
+    slots = np.where(neighbourhoods.mask, neighbourhoods.indices, num_channels)
+    offsets = np.arange(-half, half + 1)
+    centre = slice(half - reach, half + reach + 1)
+    out = np.empty((len(samples), 2 * reach + 1), dtype="float32")
+    with torch.inference_mode():
+        for start in range(0, len(samples), batch_size):
+            stop = start + batch_size
+            times = samples[start:stop, None] + offsets
+            windows = padded[times[:, None, :], slots[channels[start:stop]][:, :, None]]
+            inputs = (torch.as_tensor(windows, device=device),
+                      torch.as_tensor(relative_positions[channels[start:stop]], device=device),
+                      torch.as_tensor(neighbourhoods.mask[channels[start:stop]], device=device))
+            out[start:stop] = network(*inputs)[:, centre].cpu().numpy()
+    return out
+
+
+class NeuralPeakDetector(PeakDetector):
+    """SpikeInterface peak-detection node running a neighbourhood detection network.
+
+    Traces are divided by the noise levels (and resampled to the network's rate when the
+    recording's differs). In ``"candidates"`` mode a locally exclusive threshold detector at
+    ``candidate_threshold`` proposes peaks and the network keeps those whose largest logit within
+    ``reach`` samples passes ``threshold`` (the peak moves to that sample); in ``"dense"`` mode
+    the network scores every sample of every channel and locally exclusive maxima are kept.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        Preprocessed recording with channel locations.
+    network : NeighbourhoodDetector
+    model : dict
+        Provenance of the weights (``ModelFile.provenance()``).
+    card : dict
+        The weights' model card (sampling rate, neighbourhood radius and slots).
+    noise_levels : np.ndarray
+        Per-channel noise standard deviation.
+    threshold : float
+        Logit a peak needs (``log(p / (1 - p))`` for a probability ``p``).
+    mode : {"candidates", "dense"}
+    candidate_threshold : float
+        Multiple of the noise level that proposes candidates (``"candidates"`` mode).
+    exclude_sweep_ms : float
+        Half-width of the temporal exclusion around a peak.
+    radius_um : float
+        Spatial exclusion radius.
+    device : str
+    batch_size : int
+        Candidates per forward pass.
+    return_output : bool, default: True
+    """
+
+    name = "dlsort_neural"
+    need_noise_levels = True
+    preferred_mp_context = None
+
+    def __init__(self, recording, network, model: dict, card: dict, noise_levels: np.ndarray, threshold: float,
+                 mode: str, candidate_threshold: float, exclude_sweep_ms: float, radius_um: float, device: str,
+                 batch_size: int = 4096, return_output: bool = True):
+        PeakDetector.__init__(self, recording, return_output=return_output)
+        self.network = network.to(device)
+        self.models = [model]
+        self.rate = float(card["sampling_frequency_hz"])
+        geometry = card["geometry"]
+        locations = recording.get_channel_locations()
+        self.neighbourhoods = build_neighbourhoods(locations, geometry["neighbourhood_radius_um"],
+                                                   max_width=geometry["neighbourhood_slots"])
+        self.relative_positions = self.neighbourhoods.relative_positions(locations)
+        self.exclusion = build_neighbourhoods(locations, radius_um)
+        self.noise_levels = np.asarray(noise_levels, dtype="float32")
+        self.threshold, self.mode, self.candidate_threshold = float(threshold), mode, float(candidate_threshold)
+        self.exclude = int(exclude_sweep_ms * self.rate / 1000.0)
+        self.ratio = self.rate / recording.sampling_frequency
+        self.device, self.batch_size = device, batch_size
+        self._owner_pid = os.getpid()
+        self._kwargs.update(network=network, model=model, card=card, noise_levels=noise_levels, threshold=threshold,
+                            mode=mode, candidate_threshold=candidate_threshold, exclude_sweep_ms=exclude_sweep_ms,
+                            radius_um=radius_um, device=device, batch_size=batch_size)
+
+    def get_margin(self) -> int:
+        """Samples of context needed on each side of a chunk (receptive field, reach, exclusion)."""
+        at_network_rate = self.network.receptive_field // 2 + 2 * self.exclude + 4
+        return int(np.ceil(at_network_rate / min(1.0, self.ratio)))
+
+    def get_dtype(self):
+        return base_peak_dtype
+
+    def compute(self, traces, start_frame, end_frame, segment_index, max_margin):
+        self._owner_pid = adopt_torch_in_worker(self._owner_pid)
+        standardized = self._resample(traces / self.noise_levels[None, :])
+        if self.mode == "dense":
+            logits = detection_logits(self.network, standardized, self.neighbourhoods, self.relative_positions,
+                                      self.device)
+            samples, channels = pick_peaks(logits, self.threshold, self.exclude, self.exclusion)
+        else:
+            samples, channels = self._score_candidates(standardized)
+        samples = np.round(samples / self.ratio).astype("int64")
+        margin = self.get_margin()
+        inside = (samples >= margin) & (samples < len(traces) - margin)
+        samples, channels = samples[inside], channels[inside]
+        order = np.lexsort((channels, samples))
+        peaks = np.zeros(len(samples), dtype=base_peak_dtype)
+        peaks["sample_index"] = samples[order]
+        peaks["channel_index"] = channels[order]
+        peaks["amplitude"] = traces[samples[order], channels[order]]
+        peaks["segment_index"] = segment_index
+        return (peaks,)
+
+    def _score_candidates(self, standardized: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Peaks among the troughs below ``-candidate_threshold`` of every channel, scored by the network.
+
+        Every channel's candidates are scored on that channel (not only the deepest channel of a
+        spike: the network, not the threshold, decides which channel a spike is centred on); each
+        keeps its best logit within ``REACH`` samples, and the locally exclusive maxima of these
+        sparse logits above ``threshold`` are the peaks.
+        """
+        context = self.network.receptive_field // 2 + REACH
+        traces = standardized.T
+        trough = np.zeros(traces.shape, dtype=bool)
+        trough[:, context:-context] = ((traces[:, context:-context] <= -self.candidate_threshold)
+                                       & (traces[:, context:-context] < traces[:, context - 1:-context - 1])
+                                       & (traces[:, context:-context] <= traces[:, context + 1:-context + 1]))
+        channels, samples = np.nonzero(trough)
+        logits = candidate_logits(self.network, standardized, samples, channels, self.neighbourhoods,
+                                  self.relative_positions, device=self.device, batch_size=self.batch_size)
+        sparse = np.full(traces.shape, -np.inf, dtype="float32")
+        np.maximum.at(sparse, (channels, samples + np.argmax(logits, axis=1) - REACH), logits.max(axis=1))
+        return pick_peaks(sparse, self.threshold, self.exclude, self.exclusion)
+
+    def _resample(self, traces: np.ndarray) -> np.ndarray:
+        """Traces on the network's sampling grid (unchanged when the rates agree)."""
+        if np.isclose(self.ratio, 1.0):
+            return traces
+        from fractions import Fraction
+
+        from scipy.signal import resample_poly
+
+        fraction = Fraction(self.ratio).limit_denominator(1000)
+        return resample_poly(traces, fraction.numerator, fraction.denominator, axis=0).astype("float32")

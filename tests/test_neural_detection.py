@@ -1,0 +1,212 @@
+"""The neighbourhood detection network, its SpikeInterface node, the shipped detector and its training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import JOB, folder_of
+
+from dlsort.detection import detect_peaks
+from dlsort.detection_scores import ground_truth_main_channels, score_detection
+from dlsort.errors import DlsortInputError
+from dlsort.neural_detection import candidate_logits, detection_logits, pick_peaks
+from dlsort.nn import NeighbourhoodDetector
+from dlsort.training.detector import DEFAULT_GEOMETRY, DetectorGeometry, detector_card
+from dlsort.training.trainer import TrainingReport, write_model
+from dlsort.waveforms import build_neighbourhoods
+
+
+def _random_network(seed: int = 0) -> NeighbourhoodDetector:
+    torch.manual_seed(seed)
+    return NeighbourhoodDetector().eval()
+
+
+def _inputs(batch: int = 3, slots: int = 6, samples: int = 50, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    traces = torch.as_tensor(rng.normal(size=(batch, slots, samples)).astype("float32"))
+    positions = torch.as_tensor(rng.uniform(-40, 40, size=(batch, slots, 2)).astype("float32"))
+    positions[:, 0] = 0.0
+    mask = torch.ones(batch, slots)
+    return traces, positions, mask
+
+
+def test_network_ignores_padding_and_the_order_of_neighbours():
+    network = _random_network()
+    traces, positions, mask = _inputs()
+    mask[:, 4:] = 0.0
+    reference = network(traces, positions, mask)
+    noisy = traces.clone()
+    noisy[:, 4:] = 100.0  # whatever the padded slots hold
+    assert torch.allclose(network(noisy, positions, mask), reference, atol=1e-5)
+    order = [0, 3, 1, 2, 5, 4]
+    assert torch.allclose(network(traces[:, order], positions[:, order], mask[:, order]), reference, atol=1e-5)
+    with pytest.raises(ValueError, match="expected traces"):
+        network(traces, positions[:, :, :1], mask)
+
+
+def test_candidate_logits_equal_the_dense_map_at_the_candidates():
+    network = _random_network()
+    rng = np.random.default_rng(1)
+    locations = np.array([[0.0, y] for y in range(0, 200, 20)])
+    traces = rng.normal(size=(400, len(locations))).astype("float32")
+    neighbourhoods = build_neighbourhoods(locations, 50.0, max_width=6)
+    relative = neighbourhoods.relative_positions(locations)
+    dense = detection_logits(network, traces, neighbourhoods, relative, max_elements=10_000)
+    samples, channels = np.array([50, 200, 333]), np.array([0, 5, 9])
+    around = candidate_logits(network, traces, samples, channels, neighbourhoods, relative, reach=2)
+    expected = dense[channels[:, None], samples[:, None] + np.arange(-2, 3)]
+    np.testing.assert_allclose(around, expected, atol=1e-5)
+
+
+def test_pick_peaks_is_locally_exclusive_in_time_and_space():
+    locations = np.array([[0.0, 0.0], [0.0, 20.0], [0.0, 200.0]])
+    exclusion = build_neighbourhoods(locations, 50.0)
+    logits = np.full((3, 100), -5.0, dtype="float32")
+    logits[0, 30], logits[1, 32] = 2.0, 3.0  # neighbours, 2 samples apart: only the larger survives
+    logits[2, 31] = 1.0  # far away: kept
+    logits[0, 80], logits[0, 82] = 2.0, 2.5  # same channel within the exclusion: the larger
+    logits[1, 60:63] = 1.5  # a plateau gives one peak
+    samples, channels = pick_peaks(logits, 0.0, exclude=5, exclusion=exclusion)
+    assert list(zip(samples, channels)) == [(31, 2), (32, 1), (60, 1), (82, 0)]
+    assert pick_peaks(logits, 2.6, exclude=5, exclusion=exclusion)[0].tolist() == [32]
+
+
+def _write_detector(folder, network: NeighbourhoodDetector, geometry: DetectorGeometry = DEFAULT_GEOMETRY) -> str:
+    card = detector_card(network, "detector-test", "0.1.0", "random weights", geometry, [], TrainingReport(), 0.0,
+                         calibrated=False)
+    return str(write_model(folder, network, card))
+
+
+@pytest.fixture(scope="module")
+def generated():
+    """A 16-channel staggered recording with 6 units, band-passed (the detector's input)."""
+    from spikeinterface.core import generate_ground_truth_recording
+    from spikeinterface.preprocessing import bandpass_filter
+
+    from dlsort.groundtruth import make_probe
+
+    recording, sorting = generate_ground_truth_recording(durations=[8.0], num_units=6, seed=3,
+                                                         probe=make_probe("staggered", 16))
+    return bandpass_filter(recording, dtype="float32"), sorting
+
+
+@pytest.mark.parametrize("mode", ["candidates", "dense"])
+def test_node_finds_the_same_peaks_whatever_the_chunking(tmp_path, generated, mode):
+    recording, _ = generated
+    model = _write_detector(tmp_path / "model", _random_network(2))
+    common = dict(method="neural", model=model, probability=0.3, mode=mode, candidate_threshold=3.0)
+    whole, models = detect_peaks(recording, job_kwargs=dict(JOB, chunk_duration="8s"), **common)
+    chunked, _ = detect_peaks(recording, job_kwargs=dict(n_jobs=2, chunk_duration="0.37s", progress_bar=False),
+                              **common)
+    assert len(whole) > 0
+    np.testing.assert_array_equal(whole["sample_index"], chunked["sample_index"])
+    np.testing.assert_array_equal(whole["channel_index"], chunked["channel_index"])
+    assert models[0]["task"] == "detector" and len(models[0]["sha256"]) == 64
+
+
+def test_bad_detector_inputs_get_clear_errors(tmp_path, generated):
+    recording, _ = generated
+    model = _write_detector(tmp_path / "model", _random_network())
+    with pytest.raises(DlsortInputError, match="negative peaks"):
+        detect_peaks(recording, method="neural", model=model, peak_sign="both", job_kwargs=JOB)
+    with pytest.raises(DlsortInputError, match="probability"):
+        detect_peaks(recording, method="neural", model=model, probability=1.0, job_kwargs=JOB)
+    with pytest.raises(DlsortInputError, match="detection mode='sparse'"):
+        detect_peaks(recording, method="neural", model=model, mode="sparse", job_kwargs=JOB)
+    card_path = tmp_path / "model" / "card.json"
+    _write_detector(tmp_path / "small", NeighbourhoodDetector(filters=4))
+    (tmp_path / "small" / "card.json").write_text(card_path.read_text())  # the card of the larger network
+    with pytest.raises(DlsortInputError, match="do not fit"):
+        detect_peaks(recording, method="neural", model=str(tmp_path / "small" / "weights.safetensors"),
+                     job_kwargs=JOB)
+    card = json.loads(card_path.read_text())
+    del card["operating_point"]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(DlsortInputError, match="no operating point"):
+        detect_peaks(recording, method="neural", model=model, job_kwargs=JOB)
+    del card["geometry"]["neighbourhood_slots"]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(DlsortInputError, match="neighbourhood_slots"):
+        detect_peaks(recording, method="neural", model=model, probability=0.5, job_kwargs=JOB)
+
+
+def _low_snr_case():
+    """30 s of case M's probe and units (same seed): several units of SNR 3-5."""
+    from dlsort.groundtruth import BENCHMARK_CASES, GroundTruthCase, generate_case
+
+    m = BENCHMARK_CASES["M"]
+    case = GroundTruthCase("M30", "first 30 s of M", m.probe, m.num_channels, m.num_units, 30.0, seed=m.seed)
+    return generate_case(case)
+
+
+@pytest.fixture(scope="module")
+def low_snr_case(tmp_path_factory):
+    from spikeinterface.core import get_noise_levels, load
+
+    from dlsort.evaluation import ground_truth_snrs
+    from dlsort.preprocessing import preprocess
+
+    recording, gt = _low_snr_case()
+    folder = tmp_path_factory.mktemp("low_snr")
+    recording = recording.save(folder=folder / "recording", **JOB)
+    gt.save(folder=folder / "gt")
+    gt = load(folder / "gt")
+    rec = preprocess(recording)
+    noise_levels = get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=dict(seed=0))
+    return (rec, gt, noise_levels, ground_truth_main_channels(recording, gt), ground_truth_snrs(recording, gt))
+
+
+def test_shipped_detector_finds_low_snr_spikes_the_threshold_misses(low_snr_case):
+    rec, gt, noise_levels, main_channels, snrs = low_snr_case
+    job = dict(n_jobs=2, chunk_duration="1s", progress_bar=False)
+    scores = {}
+    for name, kwargs in {"threshold": dict(method="threshold", detect_threshold=5.0),
+                         "neural": dict(method="neural")}.items():
+        peaks, _ = detect_peaks(rec, noise_levels=noise_levels, job_kwargs=job, **kwargs)
+        scores[name] = score_detection(peaks, gt, main_channels, rec.get_channel_locations())
+    low = (snrs >= 3) & (snrs < 5)
+    assert low.sum() >= 3
+    neural_low, threshold_low = scores["neural"].recall[low].mean(), scores["threshold"].recall[low].mean()
+    assert neural_low >= 0.9 and neural_low >= threshold_low + 0.08, (neural_low, threshold_low)
+    assert scores["neural"].recall[snrs >= 5].mean() >= scores["threshold"].recall[snrs >= 5].mean() - 0.01
+    assert scores["neural"].precision >= scores["threshold"].precision - 0.005
+
+
+def test_train_command_fine_tunes_the_detector_and_the_sorter_uses_it(tiny_recording, tmp_path):
+    from spikeinterface.sorters import run_sorter
+
+    from dlsort.cli import main
+    from dlsort.models import resolve_model
+
+    output = tmp_path / "model"
+    code = main(["train", "detector", "--recording", folder_of(tiny_recording), "--patches", "20", "--examples",
+                 "4000", "--epochs", "2", "--quiet", "--id", "tiny-detector", "--output", str(output)])
+    assert code == 0
+    model = resolve_model(output / "weights.safetensors", task="detector")
+    assert "fine-tuned from detector-generic@1.0.0" in model.card["training_data"]
+    network, threshold_5, _ = model.card["metrics"]["held_out_detection"]
+    assert threshold_5["detector"] == "threshold 5"
+    assert network["recall"] > threshold_5["recall"] and network["precision"] >= threshold_5["precision"]
+    assert 0.0 < model.card["operating_point"]["probability"] < 1.0
+    sorting = run_sorter("dlsort", tiny_recording, folder=tmp_path / "sort", detection_method="neural",
+                         detection_model=str(output / "weights.safetensors"), **JOB)
+    assert sorting.get_num_units() >= 1
+    provenance = json.loads((tmp_path / "sort" / "provenance.json").read_text())
+    assert model.provenance() in provenance["models"]
+
+
+def test_spatial_noise_fit_recovers_a_distance_profile():
+    from dlsort.training.noise import SpatialNoise
+
+    locations = np.array([[0.0, y] for y in np.arange(16) * 20.0])
+    true = SpatialNoise(np.array([0.0, 20.0, 40.0, 60.0]), np.array([1.0, 0.5, 0.2, 0.0]), "test")
+    rng = np.random.default_rng(0)
+    chunks = [rng.standard_normal((20_000, 16)) @ true.sqrtcov(locations).T for _ in range(2)]
+    fitted = SpatialNoise.from_traces(chunks, locations)
+    np.testing.assert_allclose(np.interp([20.0, 40.0], fitted.distances_um, fitted.correlation), [0.5, 0.2],
+                               atol=0.05)
+    with pytest.raises(ValueError, match="spike-free samples"):
+        SpatialNoise.from_traces([np.full((500, 16), 10.0)], locations)
