@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/detection.py [--cases S M T20 NP2 U M20] [--thresholds 4 5 6] \
-        [--probabilities 0.9 0.95] [--modes candidates dense] [--model detector-generic]
+        [--probabilities 0.9 0.95] [--modes candidates dense] [--models detector-generic my-model/weights.safetensors]
 
 Cases are those of ``run_benchmark.py`` (S, M, D) and the probe families and sampling rate the
 shipped networks never saw (``dlsort.groundtruth.GENERALIZATION_CASES``); each is generated and
@@ -33,10 +33,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_KWARGS = {"n_jobs": 2, "chunk_duration": "1s", "progress_bar": False}
 
 
-def run_case(case: str, thresholds: list[float], neural: list[dict], model: str, workdir: Path) -> dict:
+def run_case(case: str, thresholds: list[float], neural: list[dict], models: list[str], workdir: Path) -> dict:
     """Detect with every configuration on ``case`` and score against its ground truth.
 
-    ``neural`` lists the neural configurations (``probability``, ``mode``, ``candidate_threshold``).
+    ``neural`` lists the neural configurations (``probability``, ``mode``, ``candidate_threshold``), each run
+    with every detection network of ``models`` (rows name the model when there are several).
     """
     from spikeinterface.core import get_noise_levels, load
 
@@ -58,12 +59,14 @@ def run_case(case: str, thresholds: list[float], neural: list[dict], model: str,
     bins = np.digitize(snrs, SNR_BINS[1:-1])
     configurations = [(f"threshold {threshold:g}", dict(method="threshold", detect_threshold=threshold))
                       for threshold in thresholds]
-    for config in neural:
-        probability = config["probability"]
-        label = f"neural p>={'card' if probability is None else f'{probability:g}'} {config['mode']}"
-        if config["mode"] == "candidates":
-            label += f" (from {config['candidate_threshold']:g})"
-        configurations.append((label, dict(method="neural", model=model, **config)))
+    for model in models:
+        name = f"[{model_name(model)}] " if len(models) > 1 else ""
+        for config in neural:
+            probability = config["probability"]
+            label = f"neural {name}p>={'card' if probability is None else f'{probability:g}'} {config['mode']}"
+            if config["mode"] == "candidates":
+                label += f" (from {config['candidate_threshold']:g})"
+            configurations.append((label, dict(method="neural", model=model, **config)))
     rows = []
     for label, kwargs in configurations:
         start = time.perf_counter()
@@ -86,6 +89,12 @@ def run_case(case: str, thresholds: list[float], neural: list[dict], model: str,
     return record
 
 
+def model_name(model: str) -> str:
+    """A short name for a model: its catalog id, or the folder holding its weight file."""
+    path = Path(model)
+    return path.parent.name if path.suffix == ".safetensors" else model
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -95,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="neural detection probabilities besides the model card's operating point")
     parser.add_argument("--modes", nargs="+", choices=("candidates", "dense"), default=["candidates", "dense"])
     parser.add_argument("--candidate-threshold", type=float, default=3.5)
-    parser.add_argument("--model", default="detector-generic", help="detection network (catalog id or file)")
+    parser.add_argument("--models", nargs="+", default=["detector-generic"],
+                        help="detection networks (catalog ids or .safetensors files)")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
@@ -103,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         prepare_case(case, args.workdir)
         neural = [dict(probability=probability, mode=mode, candidate_threshold=args.candidate_threshold)
                   for probability in [None, *args.probabilities] for mode in args.modes]
-        record = run_case(case, args.thresholds, neural, args.model, args.workdir)
+        record = run_case(case, args.thresholds, neural, args.models, args.workdir)
         for row in record["rows"]:
             print(f"{case} {row['detector']}: recall {row['recall']:.3f}, precision {row['precision']:.3f}, "
                   f"{row['num_peaks']} peaks", flush=True)
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         ["--cases", *args.cases, "--thresholds", *[f"{t:g}" for t in args.thresholds],
          *(["--probabilities", *[f"{p:g}" for p in args.probabilities]] if args.probabilities else []),
          "--modes", *args.modes,
-         "--candidate-threshold", f"{args.candidate_threshold:g}", "--model", args.model]))
+         "--candidate-threshold", f"{args.candidate_threshold:g}", "--models", *args.models]))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,8 @@ def test_train_command_fine_tunes_on_a_recording_and_the_sorter_uses_the_result(
                  "--epochs", "2", "--quiet", "--id", "tiny-denoiser", "--output", str(output)])
     assert code == 0
     assert main(["train", "denoiser", "--recording", folder_of(tiny_recording), "--output", str(output)]) == 2
+    assert main(["train", "denoiser", "--id", "My-Denoiser", "--output", str(tmp_path / "other")]) == 2
+    assert not (tmp_path / "other").exists()
     model = resolve_model(output / "weights.safetensors", task="denoiser")
     assert "fine-tuned from denoiser-generic@1.0.0" in model.card["training_data"]
     assert model.card["metrics"]["validation_mse_by_snr"][-1]["network_over_raw"] < 1.0
@@ -125,7 +127,7 @@ def test_train_command_fine_tunes_on_a_recording_and_the_sorter_uses_the_result(
                          denoising_model=str(output / "weights.safetensors"), **JOB)
     assert sorting.get_num_units() >= 1
     provenance = json.loads((tmp_path / "sort" / "provenance.json").read_text())
-    assert provenance["models"] == [model.provenance()]
+    assert provenance["models"][1:] == [model.provenance()]  # after the shipped detector
 
 
 def test_noise_fit_needs_enough_spike_free_data_and_recovers_the_correlation():

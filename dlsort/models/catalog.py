@@ -154,6 +154,24 @@ def validate_card(card: object, what: str = "model card") -> dict:
     return card
 
 
+def check_model_name(model_id: str, version: str) -> None:
+    """Refuse an id or version the catalog schema would refuse (before anything is trained or written).
+
+    Raises
+    ------
+    DlsortInputError
+        With the pattern the value must follow.
+    """
+    import re
+
+    properties = json.loads(SCHEMA_PATH.read_text())["$defs"]["card"]["properties"]
+    for name, value in (("id", model_id), ("version", version)):
+        pattern = properties[name]["pattern"]
+        if not re.fullmatch(pattern.strip("^$"), value):
+            raise DlsortInputError(f"model {name} {value!r} must match {pattern} (for example "
+                                   f"{'my-detector' if name == 'id' else '0.1.0'})")
+
+
 def read_card(path: Path) -> dict:
     """Read and validate a model card file (``card.json``).
 

@@ -42,10 +42,12 @@ def _prepare(args: argparse.Namespace, task: str):
 
     from dlsort.cli import read_recording
     from dlsort.models import load
+    from dlsort.models.catalog import check_model_name
     from dlsort.nn import build_network
     from dlsort.training.noise import TemporalNoise, recording_noise
     from dlsort.validation import resolve_device
 
+    check_model_name(args.id, args.version)
     device = resolve_device(args.device)
     if (Path(args.output) / "weights.safetensors").exists() and not args.overwrite:
         raise DlsortInputError(f"{args.output} already holds a model; choose another folder or pass --overwrite")

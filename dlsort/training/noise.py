@@ -204,7 +204,7 @@ def recording_noise(recording, minutes: float, num_chunks: int = 30, seed: int =
 
     rec = preprocess(recording)
     fs = rec.sampling_frequency
-    levels = get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=dict(seed=seed))
+    levels = get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=dict(seed=seed), progress_bar=False)
     rng = np.random.default_rng(seed)
     chunks = []
     for segment in range(rec.get_num_segments()):
