@@ -159,6 +159,7 @@ def make_denoiser(
     noise_levels: np.ndarray | None = None,
     model: str | Path = DEFAULT_DENOISER,
     device: str = "cpu",
+    batch_size: int = 16384,
 ) -> Denoiser:
     """Build the denoiser of a stage.
 
@@ -174,6 +175,8 @@ def make_denoiser(
     model : str or Path, default: "denoiser-generic"
         Catalog id, ``id@version`` or path to a ``.safetensors`` file with its card beside it.
     device : str, default: "cpu"
+    batch_size : int, default: 16384
+        Single-channel waveforms per forward pass of the network.
 
     Returns
     -------
@@ -212,4 +215,4 @@ def make_denoiser(
     if rate != sampling_frequency or num_model != nbefore + nafter:
         resample = interpolation_matrix(nbefore + nafter, nbefore, sampling_frequency, num_model, nbefore_model, rate)
         restore = interpolation_matrix(num_model, nbefore_model, rate, nbefore + nafter, nbefore, sampling_frequency)
-    return NeuralDenoiser(network, model_file.provenance(), resample, restore, noise_levels, device)
+    return NeuralDenoiser(network, model_file.provenance(), resample, restore, noise_levels, device, batch_size)

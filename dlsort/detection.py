@@ -30,7 +30,8 @@ def check_peak_sign(method: str, peak_sign: str) -> None:
 def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path = DEFAULT_DETECTOR,
                          probability: float | None = None, mode: str = "candidates",
                          candidate_threshold: float = DEFAULT_CANDIDATE_THRESHOLD,
-                         exclude_sweep_ms: float = 0.5, radius_um: float = 50.0, device: str = "cpu"):
+                         exclude_sweep_ms: float = 0.5, radius_um: float = 50.0, device: str = "cpu",
+                         batch_size: int = 4096):
     """Load a detection network and wrap it in a SpikeInterface peak-detection node.
 
     Parameters
@@ -46,6 +47,8 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
     candidate_threshold : float, default: 3.5
     exclude_sweep_ms, radius_um : float
     device : str, default: "cpu"
+    batch_size : int, default: 4096
+        Candidate windows per forward pass.
 
     Returns
     -------
@@ -80,7 +83,7 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
         recording, network, model_file.provenance(), card, noise_levels,
         threshold=float(np.log(probability / (1.0 - probability))), mode=mode,
         candidate_threshold=candidate_threshold, exclude_sweep_ms=exclude_sweep_ms, radius_um=radius_um,
-        device=device,
+        device=device, batch_size=batch_size,
     )
 
 
@@ -97,6 +100,7 @@ def detect_peaks(
     mode: str = "candidates",
     candidate_threshold: float = DEFAULT_CANDIDATE_THRESHOLD,
     device: str = "cpu",
+    batch_size: int = 4096,
     job_kwargs: dict | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
     """Detect spikes in a (preprocessed) recording.
@@ -129,6 +133,8 @@ def detect_peaks(
     candidate_threshold : float, default: 3.5
         Multiple of the noise level at which candidates are proposed (``"candidates"`` mode).
     device : str, default: "cpu"
+    batch_size : int, default: 4096
+        Candidate windows per forward pass of the neural detector.
     job_kwargs : dict or None
         SpikeInterface job kwargs (``n_jobs``, ``chunk_duration``, ``progress_bar``).
 
@@ -155,7 +161,7 @@ def detect_peaks(
         return si_detect_peaks(recording, method="locally_exclusive", method_kwargs=method_kwargs,
                                job_kwargs=job_kwargs), []
     node = make_neural_detector(recording, noise_levels, model, probability, mode, candidate_threshold,
-                                exclude_sweep_ms, radius_um, device)
+                                exclude_sweep_ms, radius_um, device, batch_size)
     if device == "cuda":
         job_kwargs["mp_context"] = "spawn"  # CUDA cannot run in forked workers
     peaks = run_node_pipeline(recording, [node], job_kwargs, job_name="detect peaks (dlsort neural)",

@@ -210,3 +210,23 @@ def test_spatial_noise_fit_recovers_a_distance_profile():
                                atol=0.05)
     with pytest.raises(ValueError, match="spike-free samples"):
         SpatialNoise.from_traces([np.full((500, 16), 10.0)], locations)
+
+
+def test_a_tetrode_at_20_khz_fills_4_of_the_12_slots_and_is_detected_at_least_as_well(tmp_path):
+    from dataclasses import replace
+
+    from spikeinterface.core import get_noise_levels
+
+    from dlsort.groundtruth import GENERALIZATION_CASES, generate_case
+    from dlsort.preprocessing import preprocess
+
+    recording, gt = generate_case(replace(GENERALIZATION_CASES["T20"], duration_s=20.0))
+    recording = recording.save(folder=tmp_path / "recording", **JOB)
+    rec = preprocess(recording)
+    noise_levels = get_noise_levels(rec, return_in_uV=False, random_slices_kwargs=dict(seed=0))
+    main_channels = ground_truth_main_channels(recording, gt)
+    recall = {}
+    for method in ("threshold", "neural"):
+        peaks, _ = detect_peaks(rec, method=method, noise_levels=noise_levels, job_kwargs=JOB)
+        recall[method] = score_detection(peaks, gt, main_channels, rec.get_channel_locations()).recall.mean()
+    assert recall["neural"] >= 0.9 and recall["neural"] >= recall["threshold"], recall
