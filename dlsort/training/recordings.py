@@ -3,9 +3,10 @@
 A patch is a piece of a probe (a Neuropixels-1.0-like staggered segment, a linear shank of 20 to
 100 um pitch, or a 3-column polytrode) with units around it whose templates come from
 SpikeInterface's template generator (wide parameter ranges, sub-sample jitter). Noise is
-spatially and temporally correlated: temporally like real Neuropixels noise or like band-passed
-white noise, spatially with the correlation-versus-distance profile of real Neuropixels noise
-scaled by a random factor, so that one detector sees many noise types. Noise, spikes and
+spatially and temporally correlated: temporally like the given noise model (real Neuropixels noise,
+or the recording's when fine-tuning) or like band-passed white noise, spatially with the given
+correlation-versus-distance profile scaled by a random factor, so that one detector sees many
+noise types. Noise, spikes and
 therefore the whole patch are band-passed as the sorter's preprocessing does, and expressed in
 noise standard deviations. Every spike is labelled with its main channel (largest trough), the
 sample of that trough and its depth.
