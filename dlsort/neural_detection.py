@@ -132,10 +132,11 @@ class NeuralPeakDetector(PeakDetector):
     """SpikeInterface peak-detection node running a neighbourhood detection network.
 
     Traces are divided by the noise levels (and resampled to the network's rate when the
-    recording's differs). In ``"candidates"`` mode a locally exclusive threshold detector at
-    ``candidate_threshold`` proposes peaks and the network keeps those whose largest logit within
-    ``reach`` samples passes ``threshold`` (the peak moves to that sample); in ``"dense"`` mode
-    the network scores every sample of every channel and locally exclusive maxima are kept.
+    recording's differs). In ``"candidates"`` mode every channel's troughs below
+    ``-candidate_threshold`` are scored on that channel, each keeping its best logit within
+    ``REACH`` samples (the peak moves to that sample); in ``"dense"`` mode the network scores
+    every sample of every channel. Either way, the locally exclusive maxima of the logits above
+    ``threshold`` are the peaks; sample indices are mapped back to the recording's rate.
 
     Parameters
     ----------
