@@ -197,13 +197,53 @@ def denoising_section(record: dict | None) -> list[str]:
     return lines
 
 
-def detection_section(records: list[dict]) -> list[str]:
-    """The "Spike detection" section from ``benchmarks/detection.py``'s results."""
+DETECTION_FIGURE = "detection_recall.png"
+
+
+def plot_detection(records: list[dict], path: Path) -> None:
+    """Recall per unit-SNR bin of every detector, one panel per case, written to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dlsort.evaluation import snr_bin_labels
+
+    labels = snr_bin_labels()
+    records = sorted(records, key=lambda r: r["case"])
+    columns = min(3, len(records))
+    rows = -(-len(records) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 4.0 * rows), sharey=True, squeeze=False)
+    for axis in axes.flat[len(records):]:
+        axis.set_visible(False)
+    for axis, record in zip(axes.flat, records):
+        for row in record["rows"]:
+            present = [label for label in labels if label in row["recall_by_snr"]]
+            style = "-o" if row["detector"].startswith("neural") else "--s"
+            axis.plot(present, [row["recall_by_snr"][label] for label in present], style, markersize=4,
+                      label=f"{row['detector']} (precision {row['precision']:.2f})")
+        axis.set_title(record["case"])
+        axis.set_xlabel("unit SNR")
+        axis.tick_params(axis="x", labelrotation=45)
+        axis.set_ylim(0, 1.02)
+        axis.legend(fontsize=6, loc="lower right")
+    for axis in axes[:, 0]:
+        axis.set_ylabel("recall")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def detection_section(records: list[dict], figure: Path | None = None) -> list[str]:
+    """The "Spike detection" section from ``benchmarks/detection.py``'s results (and its figure, given a path)."""
     from dlsort.evaluation import snr_bin_labels
 
     lines = ["## Spike detection", ""]
     if not records:
         return lines + ["Not run yet.", ""]
+    if figure is not None:
+        plot_detection(records, figure)
+        lines += [f"![Recall per unit-SNR bin of every detector, per case]({figure.name})", ""]
     labels = snr_bin_labels()
     lines += [
         "Detected peaks against ground-truth spikes on the cases' saved recordings, preprocessed as dlsort does "
@@ -327,7 +367,8 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     lines += memory_table(memory_records)
     denoising = load_json_files([workdir / "denoising" / "results.json"])
     lines += [""] + denoising_section(denoising[0] if denoising else None)
-    lines += detection_section(load_json_files((workdir / "detection").glob("*.json")))
+    lines += detection_section(load_json_files((workdir / "detection").glob("*.json")),
+                               output.parent / DETECTION_FIGURE)
     lines += [NOTES_MARKER]
     notes = ""
     if output.exists() and NOTES_MARKER in output.read_text():
