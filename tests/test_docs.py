@@ -7,10 +7,11 @@ from dlsort.params import PARAMETERS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_parameter_is_in_the_readme_table():
+def test_every_parameter_is_in_the_readme_table_with_its_current_default_and_description():
     readme = (ROOT / "README.md").read_text()
-    missing = [name for name in PARAMETERS if f"| `{name}` |" not in readme]
-    assert missing == []
+    stale = [name for name, parameter in PARAMETERS.items()
+             if f"| `{name}` | `{parameter.default!r}` | {parameter.description} |" not in readme]
+    assert stale == []
 
 
 def test_readme_commands_are_marked_for_ci():
