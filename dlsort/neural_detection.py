@@ -16,7 +16,7 @@ import os
 import numpy as np
 from spikeinterface.core.node_pipeline import PeakDetector, base_peak_dtype
 
-from dlsort.waveforms import Neighbourhoods, build_neighbourhoods
+from dlsort.waveforms import Neighbourhoods, build_neighbourhoods, cut_snippets
 from dlsort.workers import adopt_torch_in_worker
 
 DEFAULT_DETECTOR = "detector-generic"
@@ -110,18 +110,13 @@ def candidate_logits(network, traces: np.ndarray, samples: np.ndarray, channels:
     import torch
 
     half = network.receptive_field // 2 + reach
-    num_samples, num_channels = traces.shape
-    padded = np.concatenate([traces.astype("float32", copy=False), np.zeros((num_samples, 1), "float32")], axis=1)
-    slots = np.where(neighbourhoods.mask, neighbourhoods.indices, num_channels)
-    offsets = np.arange(-half, half + 1)
     centre = slice(half - reach, half + reach + 1)
     out = np.empty((len(samples), 2 * reach + 1), dtype="float32")
     with torch.inference_mode():
         for start in range(0, len(samples), batch_size):
             stop = start + batch_size
-            times = samples[start:stop, None] + offsets
-            windows = padded[times[:, None, :], slots[channels[start:stop]][:, :, None]]
-            inputs = (torch.as_tensor(windows, device=device),
+            windows = cut_snippets(traces, samples[start:stop], channels[start:stop], neighbourhoods, half, half + 1)
+            inputs = (torch.as_tensor(np.ascontiguousarray(np.transpose(windows, (0, 2, 1))), device=device),
                       torch.as_tensor(relative_positions[channels[start:stop]], device=device),
                       torch.as_tensor(neighbourhoods.mask[channels[start:stop]], device=device))
             out[start:stop] = network(*inputs)[:, centre].cpu().numpy()

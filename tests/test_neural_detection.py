@@ -133,23 +133,18 @@ def test_bad_detector_inputs_get_clear_errors(tmp_path, generated):
         detect_peaks(recording, method="neural", model=model, probability=0.5, job_kwargs=JOB)
 
 
-def _low_snr_case():
-    """30 s of case M's probe and units (same seed): several units of SNR 3-5."""
-    from dlsort.groundtruth import BENCHMARK_CASES, GroundTruthCase, generate_case
-
-    m = BENCHMARK_CASES["M"]
-    case = GroundTruthCase("M30", "first 30 s of M", m.probe, m.num_channels, m.num_units, 30.0, seed=m.seed)
-    return generate_case(case)
-
-
 @pytest.fixture(scope="module")
 def low_snr_case(tmp_path_factory):
+    """30 s of case M's probe and units (same seed): several units of SNR 3-5."""
+    from dataclasses import replace
+
     from spikeinterface.core import get_noise_levels, load
 
     from dlsort.evaluation import ground_truth_snrs
+    from dlsort.groundtruth import BENCHMARK_CASES, generate_case
     from dlsort.preprocessing import preprocess
 
-    recording, gt = _low_snr_case()
+    recording, gt = generate_case(replace(BENCHMARK_CASES["M"], duration_s=30.0))
     folder = tmp_path_factory.mktemp("low_snr")
     recording = recording.save(folder=folder / "recording", **JOB)
     gt.save(folder=folder / "gt")

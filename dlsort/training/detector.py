@@ -23,9 +23,10 @@ from dlsort.training.noise import SpatialNoise, TemporalNoise
 from dlsort.training.recordings import TRAINING_FAMILIES, SyntheticPatch, random_patch_locations, synthesize_patch
 from dlsort.training.synthesis import TRAINING_SAMPLING_FREQUENCY
 from dlsort.training.trainer import TrainingReport, fit
-from dlsort.waveforms import build_neighbourhoods
+from dlsort.waveforms import build_neighbourhoods, cut_snippets
 
 ARCHITECTURE = "neighbourhood-detector"
+MATCH_DELTA = int(round(0.4e-3 * TRAINING_SAMPLING_FREQUENCY))  # a peak matches a spike within 0.4 ms (as benchmarked)
 SNR_BINS = (0.0, 3.0, 5.0, 8.0, np.inf)
 
 
@@ -139,14 +140,11 @@ def detection_examples(patches: list[SyntheticPatch], num: int, geometry: Detect
         start = rng.integers(0, num_samples - length, size=count)
         start[on_spike] = np.clip(patch.spike_samples[spike[on_spike]] - margin
                                   - rng.integers(0, window, size=on_spike.sum()), 0, num_samples - length)
-        times = start[:, None] + np.arange(length)
-        slots = neighbourhoods.indices[channel]
-        padded = np.concatenate([patch.traces, np.zeros((num_samples, 1), "float32")], axis=1)
-        traces = padded[times[:, None, :], np.where(slots >= 0, slots, num_channels)[:, :, None]]
-        target = labels[channel[:, None], times].astype("float32")
+        traces = np.transpose(cut_snippets(patch.traces, start, channel, neighbourhoods, 0, length), (0, 2, 1))
+        target = labels[channel[:, None], start[:, None] + np.arange(length)].astype("float32")
         target[:, :margin] = target[:, -margin:] = -1
         parts.append((traces, relative[channel], neighbourhoods.mask[channel].astype("float32"), target))
-    return DetectionExamples(*(np.concatenate([part[i] for part in parts]) for i in range(4)))
+    return DetectionExamples(*(np.ascontiguousarray(np.concatenate([part[i] for part in parts])) for i in range(4)))
 
 
 def training_patches(temporal: TemporalNoise, spatial: SpatialNoise, num: int, seed: int,
@@ -200,12 +198,11 @@ def score_patches(patches: list[SyntheticPatch], peaks: list[tuple], threshold: 
 
     A peak matches a spike within 0.4 ms and 50 um of its main channel (as the benchmark scores).
     """
-    delta = int(round(0.4e-3 * TRAINING_SAMPLING_FREQUENCY))
     found, amplitudes, matched = [], [], []
     for patch, (samples, channels, scores) in zip(patches, peaks):
         keep = scores >= threshold
         spike_found, peak_matched = match_spikes(samples[keep], patch.locations[channels[keep]], patch.spike_samples,
-                                                 patch.locations[patch.spike_channels], delta, 50.0)
+                                                 patch.locations[patch.spike_channels], MATCH_DELTA, 50.0)
         found.append(spike_found)
         amplitudes.append(patch.spike_amplitudes)
         matched.append(peak_matched)
@@ -249,10 +246,9 @@ def evaluate_detector(network: NeighbourhoodDetector, patches: list[SyntheticPat
     logits = [patch_peaks(network, patch, geometry, -5.0) for patch in patches]
     if threshold is None:
         # whether a peak matches a spike does not depend on the other peaks: match once, then sweep
-        delta = int(round(0.4e-3 * TRAINING_SAMPLING_FREQUENCY))
         matched = np.concatenate([
             match_spikes(samples, patch.locations[channels], patch.spike_samples,
-                         patch.locations[patch.spike_channels], delta, 50.0)[1]
+                         patch.locations[patch.spike_channels], MATCH_DELTA, 50.0)[1]
             for patch, (samples, channels, _) in zip(patches, logits)])
         scores = np.concatenate([peaks[2] for peaks in logits])
         curve = [(float(value), matched[scores >= value].mean())
