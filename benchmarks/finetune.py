@@ -5,8 +5,9 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/finetune.py [--minutes 10] [--tasks denoiser detector]
 
 The recording is the lazy 64-channel Neuropixels 1.0 ground-truth recording of ``memory.py``
-(never written to disk). Prints, per network, the time to fit the noise model, the training time
-and epochs, the total, and the held-out metrics of the fine-tuned model (denoiser: errors of the
+(never written to disk). Prints, per network, the time to fit the noise model (and, for the
+detector, the bootstrap sort that gives the recording's own templates), the training time and
+epochs, the total, and the held-out metrics of the fine-tuned model (denoiser: errors of the
 network, raw and temporal PCA; detector: recall and precision of the network and of threshold
 detection on held-out synthetic patches of the recording's probe).
 """
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory import make_recording  # noqa: E402
 
 
-def fine_tune(task: str, noise, start_from) -> str:
+def fine_tune(task: str, noise, start_from, templates=None) -> str:
     """Fine-tune ``start_from`` with the CLI's fine-tuning defaults; returns a summary of the held-out metrics."""
     from dlsort.training.cli import SIZES
     from dlsort.training.denoiser import train_denoiser
@@ -37,7 +38,7 @@ def fine_tune(task: str, noise, start_from) -> str:
                    f"{overall['mse_pca']:.3f})")
     else:
         network, report, held_out = train_detector(
-            noise.temporal, noise.spatial, start_from=start_from, locations=noise.locations,
+            noise.temporal, noise.spatial, start_from=start_from, locations=noise.locations, templates=templates,
             num_patches=sizes["patches"], num_examples=sizes["examples"], max_epochs=sizes["epochs"],
             progress_bar=False)
         _, rows = evaluate_detector(network, held_out, DEFAULT_GEOMETRY)
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from dlsort.models import load
     from dlsort.nn import build_network
+    from dlsort.training.bootstrap import bootstrap_templates
+    from dlsort.training.cli import BOOTSTRAP_MINUTES
     from dlsort.training.noise import recording_noise
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -61,11 +64,17 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(2)  # the CLI's default --threads
     for task in args.tasks:
         start = time.perf_counter()
-        noise = recording_noise(make_recording(args.minutes), args.minutes)
+        recording = make_recording(args.minutes)
+        noise = recording_noise(recording, args.minutes)
         noise_s = time.perf_counter() - start
+        templates, bootstrap = None, ""
+        if task == "detector":
+            templates = bootstrap_templates(recording, BOOTSTRAP_MINUTES)
+            bootstrap = (f"bootstrap sort of {BOOTSTRAP_MINUTES:g} min {time.perf_counter() - start - noise_s:.1f} s "
+                         f"({len(templates.templates)} units), ")
         tensors, card, _ = load(f"{task}-generic", task=task)
-        summary = fine_tune(task, noise, build_network(card["architecture"], tensors))
-        print(f"{task}, {args.minutes:g}-minute recording: noise model {noise_s:.1f} s, {summary}; total "
+        summary = fine_tune(task, noise, build_network(card["architecture"], tensors), templates)
+        print(f"{task}, {args.minutes:g}-minute recording: noise model {noise_s:.1f} s, {bootstrap}{summary}; total "
               f"{time.perf_counter() - start:.1f} s", flush=True)
 
 

@@ -22,7 +22,7 @@ from dlsort.waveforms import NeighbourhoodWaveforms
 from dlsort.workers import adopt_torch_in_worker
 
 DENOISING_METHODS = ("none", "neural")
-DEFAULT_DENOISER = "denoiser-generic"
+DEFAULT_DENOISER = "denoiser-generic@1.0.0"  # pinned: a catalog update must not change results
 
 
 class Denoiser:

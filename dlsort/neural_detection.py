@@ -19,7 +19,7 @@ from spikeinterface.core.node_pipeline import PeakDetector, base_peak_dtype
 from dlsort.waveforms import Neighbourhoods, build_neighbourhoods, cut_snippets
 from dlsort.workers import adopt_torch_in_worker
 
-DEFAULT_DETECTOR = "detector-generic"
+DEFAULT_DETECTOR = "detector-generic@1.0.0"  # pinned: a catalog update must not change results
 DETECTION_MODES = ("candidates", "dense")
 DEFAULT_CANDIDATE_THRESHOLD = 3.5
 REACH = 2  # a candidate may move this many samples (at the network's rate) to the network's best logit

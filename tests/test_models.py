@@ -155,7 +155,8 @@ def test_fetch_verifies_caches_and_loads(published, gin):
     torch.testing.assert_close(tensors["layer.weight"], published["det@1.1.0"][1]["layer.weight"])
     assert card["version"] == "1.1.0" and loaded.provenance() == {
         "id": "det@1.1.0", "sha256": published["det@1.1.0"][0]["sha256"], "task": "detector"}
-    assert models.verify() == {"denoiser-generic@1.0.0": True, "detector-generic@1.0.0": True, "det@1.1.0": True}
+    assert models.verify() == {"denoiser-generic@1.0.0": True, "detector-generic@1.0.0": True,
+                               "detector-generic@1.1.0": True, "det@1.1.0": True}
     with pytest.raises(DlsortInputError, match="not a denoiser model"):
         models.load("det", task="denoiser")
     with pytest.raises(DlsortInputError, match="no model 'det@9.0.0'.*dlsort models update"):

@@ -181,16 +181,48 @@ def test_train_command_fine_tunes_the_detector_and_the_sorter_uses_it(tiny_recor
                  "4000", "--epochs", "2", "--quiet", "--id", "tiny-detector", "--output", str(output)])
     assert code == 0
     model = resolve_model(output / "weights.safetensors", task="detector")
-    assert "fine-tuned from detector-generic@1.0.0" in model.card["training_data"]
+    assert "fine-tuned from detector-generic@" in model.card["training_data"]
+    assert "units of a 2-min bootstrap sort" in model.card["training_data"]
     network, threshold_5, _ = model.card["metrics"]["held_out_detection"]
     assert threshold_5["detector"] == "threshold 5"
     assert network["recall"] > threshold_5["recall"] and network["precision"] >= threshold_5["precision"]
     assert 0.0 < model.card["operating_point"]["probability"] < 1.0
+    refused = tmp_path / "refused"
+    assert main(["train", "detector", "--recording", folder_of(tiny_recording), "--bootstrap-minutes", "-1",
+                 "--output", str(refused)]) == 2
+    assert not refused.exists()
     sorting = run_sorter("dlsort", tiny_recording, folder=tmp_path / "sort", detection_method="neural",
                          detection_model=str(output / "weights.safetensors"), **JOB)
     assert sorting.get_num_units() >= 1
     provenance = json.loads((tmp_path / "sort" / "provenance.json").read_text())
     assert model.provenance() in provenance["models"]
+
+
+def test_bootstrap_templates_are_the_recordings_units_and_feed_the_patches(accuracy_case):
+    from dlsort.training.bootstrap import bootstrap_templates
+    from dlsort.training.noise import SpatialNoise, TemporalNoise
+    from dlsort.training.recordings import JITTER_STEPS, synthesize_patch
+
+    recording, gt = accuracy_case
+    own = bootstrap_templates(recording, minutes=0.5, job_kwargs=JOB)
+    num_units, _, num_channels, steps = own.templates.shape
+    assert num_channels == recording.get_num_channels() and steps == JITTER_STEPS
+    assert 4 <= num_units <= 12  # 8 ground-truth units
+    troughs = -own.templates[..., 0].min(axis=1)
+    np.testing.assert_allclose(troughs.max(axis=1), 1.0, atol=0.02)
+    locations = recording.get_channel_locations()
+    truth = locations[ground_truth_main_channels(recording, gt)]
+    distance = np.linalg.norm(locations[own.main_channels][:, None] - truth[None], axis=2)
+    assert np.all(distance.min(axis=1) <= 30.0)  # every unit sits on a ground-truth unit's main channel
+    band = np.flatnonzero(locations[:, 1] <= locations[own.main_channels[0], 1] + 40.0)
+    restricted = own.restricted_to(band)
+    assert restricted.shape[2] == len(band) and 1 <= len(restricted) <= num_units
+
+    temporal = TemporalNoise(np.eye(31), "white")
+    spatial = SpatialNoise(np.array([0.0, 1.0]), np.array([1.0, 0.0]), "independent")
+    patch = synthesize_patch(np.random.default_rng(0), locations[band], temporal, spatial, templates=restricted)
+    used = np.unique(patch.spike_channels)
+    assert set(used) <= set(np.flatnonzero(np.isin(band, own.main_channels)))
 
 
 def test_spatial_noise_fit_recovers_a_distance_profile():

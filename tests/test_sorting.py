@@ -36,7 +36,8 @@ def test_output_folder_holds_sorting_templates_and_provenance(tiny_recording, tm
     assert provenance["parameters"] == {**DEFAULT_PARAMS, "n_jobs": 1, "progress_bar": False, "detect_threshold": 5.5}
     from dlsort.models import catalog
 
-    shipped = [catalog.find_entry(model_id) for model_id in ("detector-generic", "denoiser-generic")]
+    shipped = [catalog.find_entry(DEFAULT_PARAMS[key]) for key in ("detection_model", "denoising_model")]
+    assert [entry.ref for entry in shipped] == ["detector-generic@1.0.0", "denoiser-generic@1.0.0"]  # pinned
     assert provenance["models"] == [{"id": entry.ref, "sha256": entry.sha256, "task": entry.task} for entry in shipped]
     assert provenance["motion_correction_applied"] is None  # 8 channels: "auto" applies none
     assert provenance["num_units"] == len(sorting.unit_ids)

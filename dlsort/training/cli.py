@@ -13,6 +13,7 @@ SIZES = {
     "detector": {"scratch": dict(patches=300, examples=150_000, epochs=20),
                  "fine-tune": dict(patches=60, examples=50_000, epochs=8)},
 }
+BOOTSTRAP_MINUTES = 2.0
 SIZE_HELP = {"patches": "synthetic 1-s probe patches", "examples": "training examples",
              "epochs": "at most this many epochs"}
 
@@ -106,6 +107,8 @@ def _train_detector(args: argparse.Namespace) -> int:
     from dlsort.training.noise import SpatialNoise
     from dlsort.training.trainer import write_model
 
+    if args.bootstrap_minutes < 0:
+        raise DlsortInputError(f"--bootstrap-minutes {args.bootstrap_minutes:g} is negative; use 0 to turn it off")
     device, temporal, spatial, locations, training_data, start = _prepare(args, "detector")
     if spatial is None:
         try:
@@ -113,6 +116,14 @@ def _train_detector(args: argparse.Namespace) -> int:
         except FileNotFoundError as error:
             raise DlsortInputError(f"{error} (or pass --recording to train on a recording's noise)") from error
     sizes = _sizes(args, "detector", start is not None)
+    templates = None
+    if args.recording is not None and args.bootstrap_minutes > 0:
+        from dlsort.cli import read_recording
+        from dlsort.training.bootstrap import bootstrap_templates
+
+        templates = bootstrap_templates(read_recording(Path(args.recording)), args.bootstrap_minutes, seed=args.seed)
+        training_data += (f"; half the patches with the templates of {len(templates.templates)} units of a "
+                          f"{args.bootstrap_minutes:g}-min bootstrap sort of it")
     if start is not None:
         card_geometry = start[1]["geometry"]
         geometry = DetectorGeometry(card_geometry["neighbourhood_radius_um"], card_geometry["neighbourhood_slots"])
@@ -120,9 +131,8 @@ def _train_detector(args: argparse.Namespace) -> int:
         geometry = DetectorGeometry(args.radius_um, args.slots)
     network, report, held_out = train_detector(
         temporal, spatial, start_from=start[0] if start else None, geometry=geometry, locations=locations,
-        num_patches=sizes["patches"], num_examples=sizes["examples"], seed=args.seed, device=device,
-        max_epochs=sizes["epochs"], max_seconds=args.max_seconds,
-        progress_bar=not args.quiet,
+        templates=templates, num_patches=sizes["patches"], num_examples=sizes["examples"], seed=args.seed,
+        device=device, max_epochs=sizes["epochs"], max_seconds=args.max_seconds, progress_bar=not args.quiet,
     )
     given = None if args.probability is None else float(np.log(args.probability / (1.0 - args.probability)))
     threshold, metrics = evaluate_detector(network, held_out, geometry, given)
@@ -184,4 +194,8 @@ def add_train_parser(commands) -> None:
     detector.add_argument("--probability", type=float,
                           help="operating point written to the card (default: calibrated on held-out patches to "
                                "the precision of threshold detection at 5)")
+    detector.add_argument("--bootstrap-minutes", type=float, default=BOOTSTRAP_MINUTES,
+                          help="with --recording, half the patches take their units from a quick sort of the "
+                               f"recording's first BOOTSTRAP_MINUTES (default {BOOTSTRAP_MINUTES:g}; 0: generated "
+                               "units only)")
     detector.set_defaults(handler=_train_detector)

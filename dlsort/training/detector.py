@@ -5,7 +5,7 @@ traces of a centre channel's neighbourhood and, per sample, whether a spike whos
 is the centre has its trough there (1), nothing does (0), or the sample is left out of the loss
 (-1: spikes below ``min_amplitude``, channels whose trough is nearly as deep as the main
 channel's, the edges of the window). Windows are drawn centred on spikes, on their neighbouring
-channels (where the network must stay silent) and at random.
+channels and on channels far from large spikes (where the network must stay silent), and at random.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import nn
 from dlsort.detection_scores import match_spikes
 from dlsort.neural_detection import detection_logits, pick_peaks
 from dlsort.nn import NeighbourhoodDetector
+from dlsort.training.bootstrap import BootstrapTemplates
 from dlsort.training.noise import SpatialNoise, TemporalNoise
 from dlsort.training.recordings import TRAINING_FAMILIES, SyntheticPatch, random_patch_locations, synthesize_patch
 from dlsort.training.synthesis import TRAINING_SAMPLING_FREQUENCY
@@ -93,9 +94,18 @@ def patch_labels(patch: SyntheticPatch, min_amplitude: float, tie_ratio: float =
     return labels
 
 
+EXAMPLE_KINDS = {"spike": 0.4, "neighbour": 0.2, "far": 0.15, "anywhere": 0.25}
+
+
 def detection_examples(patches: list[SyntheticPatch], num: int, geometry: DetectorGeometry, seed: int,
-                       window: int = 64, margin: int = 12, min_amplitude: float = 2.5) -> DetectionExamples:
-    """Cut ``num`` training windows from ``patches``: 40 % on spikes, 30 % on their neighbours, 30 % anywhere.
+                       window: int = 64, margin: int = 12, min_amplitude: float = 2.5,
+                       far_um: float = 250.0, far_min_amplitude: float = 8.0) -> DetectionExamples:
+    """Cut ``num`` training windows from ``patches`` in the proportions of ``EXAMPLE_KINDS``.
+
+    ``spike`` windows are centred on a spike's main channel, ``neighbour`` ones on a channel of its
+    neighbourhood, ``far`` ones on a channel beyond the neighbourhood (up to ``far_um``) of a spike
+    at least ``far_min_amplitude`` deep, where the spike still shows but the network must stay
+    silent, and ``anywhere`` ones at random.
 
     Parameters
     ----------
@@ -109,6 +119,7 @@ def detection_examples(patches: list[SyntheticPatch], num: int, geometry: Detect
         Extra samples on each side (context for the receptive field, left out of the loss).
     min_amplitude : float, default: 2.5
         Spikes shallower than this (noise standard deviations) are neither positives nor negatives.
+    far_um, far_min_amplitude : float, default: 250.0, 8.0
 
     Returns
     -------
@@ -125,21 +136,29 @@ def detection_examples(patches: list[SyntheticPatch], num: int, geometry: Detect
         relative = neighbourhoods.relative_positions(patch.locations)
         labels = patch_labels(patch, min_amplitude)
         num_samples, num_channels = patch.traces.shape
-        kind = rng.choice(3, size=count, p=[0.4, 0.3, 0.3])
-        spikes = np.flatnonzero(patch.spike_amplitudes >= min_amplitude)
-        if spikes.size == 0:
-            kind[:] = 2
-        spike = spikes[rng.integers(max(1, spikes.size), size=count)] if spikes.size else np.zeros(count, int)
+        kinds = rng.choice(list(EXAMPLE_KINDS), size=count, p=list(EXAMPLE_KINDS.values()))
         channel = rng.integers(num_channels, size=count)
-        on_spike = kind < 2
-        channel[on_spike] = patch.spike_channels[spike[on_spike]]
-        neighbour_slot = rng.integers(1, max(2, neighbourhoods.width), size=count)
-        neighbour = neighbourhoods.indices[channel, np.minimum(neighbour_slot, neighbourhoods.width - 1)]
-        moved = (kind == 1) & (neighbour >= 0)
-        channel[moved] = neighbour[moved]
         start = rng.integers(0, num_samples - length, size=count)
-        start[on_spike] = np.clip(patch.spike_samples[spike[on_spike]] - margin
-                                  - rng.integers(0, window, size=on_spike.sum()), 0, num_samples - length)
+        spike = np.full(count, -1)
+        distance = np.linalg.norm(patch.locations[:, None] - patch.locations[None], axis=2)
+        for kind, eligible in (("spike", patch.spike_amplitudes >= min_amplitude),
+                               ("neighbour", patch.spike_amplitudes >= min_amplitude),
+                               ("far", patch.spike_amplitudes >= far_min_amplitude)):
+            rows, pool = np.flatnonzero(kinds == kind), np.flatnonzero(eligible)
+            if pool.size:
+                spike[rows] = pool[rng.integers(pool.size, size=rows.size)]
+        for row in np.flatnonzero(spike >= 0):
+            main = patch.spike_channels[spike[row]]
+            if kinds[row] == "spike":
+                channel[row] = main
+            elif kinds[row] == "neighbour":
+                slots = neighbourhoods.indices[main, 1:][neighbourhoods.mask[main, 1:]]
+                channel[row] = rng.choice(slots) if slots.size else main
+            else:
+                far = np.flatnonzero((distance[main] > geometry.radius_um) & (distance[main] <= far_um))
+                channel[row] = rng.choice(far) if far.size else main
+            start[row] = np.clip(patch.spike_samples[spike[row]] - margin - rng.integers(window),
+                                 0, num_samples - length)
         traces = np.transpose(cut_snippets(patch.traces, start, channel, neighbourhoods, 0, length), (0, 2, 1))
         target = labels[channel[:, None], start[:, None] + np.arange(length)].astype("float32")
         target[:, :margin] = target[:, -margin:] = -1
@@ -149,21 +168,29 @@ def detection_examples(patches: list[SyntheticPatch], num: int, geometry: Detect
 
 def training_patches(temporal: TemporalNoise, spatial: SpatialNoise, num: int, seed: int,
                      locations: np.ndarray | None = None, duration_s: float = 1.0,
-                     band_um: float = 250.0) -> list[SyntheticPatch]:
+                     band_um: float = 250.0, templates: BootstrapTemplates | None = None,
+                     templates_fraction: float = 0.5) -> list[SyntheticPatch]:
     """``num`` synthetic patches of random ``TRAINING_FAMILIES`` probes, or of one probe's ``locations``.
 
     With ``locations`` (fine-tuning on a recording's probe), each patch holds the contacts within a
-    random ``band_um`` stretch along the probe, so that long probes stay cheap to simulate.
+    random ``band_um`` stretch along the probe, so that long probes stay cheap to simulate, and
+    ``templates_fraction`` of the patches take their units from ``templates`` (the recording's
+    own, on ``locations``) when some have their main channel in the band.
     """
     rng = np.random.default_rng(seed)
     patches = []
     for _ in range(num):
+        own = None
         if locations is None:
             where = random_patch_locations(rng, TRAINING_FAMILIES[rng.integers(len(TRAINING_FAMILIES))])
         else:
             low = locations[rng.integers(len(locations)), 1] - band_um / 2
-            where = locations[(locations[:, 1] >= low) & (locations[:, 1] <= low + band_um)]
-        patches.append(synthesize_patch(rng, where, temporal, spatial, duration_s=duration_s))
+            band = np.flatnonzero((locations[:, 1] >= low) & (locations[:, 1] <= low + band_um))
+            where = locations[band]
+            if templates is not None and rng.random() < templates_fraction:
+                own = templates.restricted_to(band)
+        patches.append(synthesize_patch(rng, where, temporal, spatial, duration_s=duration_s,
+                                        templates=own if own is not None and len(own) else None))
     return patches
 
 
@@ -270,6 +297,7 @@ def train_detector(
     start_from: NeighbourhoodDetector | None = None,
     geometry: DetectorGeometry = DEFAULT_GEOMETRY,
     locations: np.ndarray | None = None,
+    templates: BootstrapTemplates | None = None,
     num_patches: int = 300,
     num_examples: int = 150_000,
     seed: int = 0,
@@ -290,6 +318,8 @@ def train_detector(
     locations : np.ndarray or None
         Channel locations of every patch (fine-tuning on a recording's probe); None draws random
         patches of ``TRAINING_FAMILIES``.
+    templates : BootstrapTemplates or None
+        The recording's own units (with ``locations``), used by half of the patches.
     num_patches : int, default: 300
         1-s patches simulated.
     num_examples : int, default: 150000
@@ -308,7 +338,7 @@ def train_detector(
     """
     network = start_from if start_from is not None else NeighbourhoodDetector()
     torch.manual_seed(seed)
-    patches = training_patches(temporal, spatial, num_patches, seed, locations)
+    patches = training_patches(temporal, spatial, num_patches, seed, locations, templates=templates)
     num_held_out = max(1, num_patches // 10)
     held_out, training = patches[:num_held_out], patches[num_held_out:]
     train = detection_examples(training, num_examples, geometry, seed=seed + 1)

@@ -22,6 +22,7 @@ from dlsort.training.noise import SpatialNoise, TemporalNoise, neuropixels_1_loc
 from dlsort.training.synthesis import TRAINING_SAMPLING_FREQUENCY, WAVEFORM_PARAMS_RANGE
 
 TRAINING_FAMILIES = ("neuropixels-1.0", "linear", "polytrode")
+JITTER_STEPS = 8  # sub-sample positions of each template
 
 
 def random_patch_locations(rng: np.random.Generator, family: str) -> np.ndarray:
@@ -71,6 +72,30 @@ def _bandpass(signal: np.ndarray, axis: int) -> np.ndarray:
     return sosfiltfilt(sos, signal, axis=axis)
 
 
+def generated_templates(rng: np.random.Generator, locations: np.ndarray, num_units: int) -> np.ndarray:
+    """Templates of ``num_units`` units placed at random around ``locations``, as ``synthesize_patch`` takes them.
+
+    Units lie up to 40 um beyond the contacts and 5-60 um from their plane, with shapes drawn
+    from SpikeInterface's generator over ``WAVEFORM_PARAMS_RANGE``.
+
+    Returns
+    -------
+    np.ndarray
+        float (num_units, num_samples, num_channels, JITTER_STEPS), band-passed, trough depth 1.
+    """
+    from spikeinterface.core.generate import generate_templates
+
+    low, high = locations.min(axis=0) - 40.0, locations.max(axis=0) + 40.0
+    units = np.column_stack([rng.uniform(low[0], high[0], num_units), rng.uniform(low[1], high[1], num_units),
+                             rng.uniform(5.0, 60.0, num_units)])
+    templates = generate_templates(locations, units, TRAINING_SAMPLING_FREQUENCY, 1.5, 3.5,
+                                   seed=int(rng.integers(2**31)), upsample_factor=JITTER_STEPS,
+                                   unit_params=dict(WAVEFORM_PARAMS_RANGE))
+    templates = _bandpass(templates, axis=1)
+    depth = -templates.min(axis=1)  # (units, channels, jitter steps)
+    return templates / depth.max(axis=1)[:, None, None, :]
+
+
 def synthesize_patch(
     rng: np.random.Generator,
     locations: np.ndarray,
@@ -79,6 +104,9 @@ def synthesize_patch(
     duration_s: float = 1.0,
     snr_median: float = 5.0,
     snr_sigma: float = 0.6,
+    large_fraction: float = 0.15,
+    large_snr: tuple[float, float] = (10.0, 60.0),
+    templates: np.ndarray | None = None,
 ) -> SyntheticPatch:
     """Simulate ``duration_s`` of a probe patch.
 
@@ -95,26 +123,30 @@ def synthesize_patch(
     snr_median, snr_sigma : float, default: 5.0, 0.6
         Log-normal distribution of each unit's trough depth (noise standard deviations); each
         spike varies by a further 10 % (log-normal).
+    large_fraction : float, default: 0.15
+        Fraction of units whose trough depth is instead log-uniform in ``large_snr``: large units
+        show on contacts far from their main channel, where the detector must stay silent.
+    large_snr : tuple of float, default: (10.0, 60.0)
+    templates : np.ndarray or None
+        (num_templates, num_samples, num_channels, JITTER_STEPS) templates on ``locations``
+        (band-passed, trough depth 1, shifted by fractions of a sample), for example a
+        recording's own units; the patch's units are drawn from them. None generates units with
+        SpikeInterface's template generator.
 
     Returns
     -------
     SyntheticPatch
     """
-    from spikeinterface.core.generate import generate_templates
-
     fs = TRAINING_SAMPLING_FREQUENCY
     num_samples, num_channels = int(duration_s * fs), len(locations)
-    low, high = locations.min(axis=0) - 40.0, locations.max(axis=0) + 40.0
     num_units = max(2, int(num_channels * rng.uniform(0.5, 1.2)))
-    units = np.column_stack([rng.uniform(low[0], high[0], num_units), rng.uniform(low[1], high[1], num_units),
-                             rng.uniform(5.0, 60.0, num_units)])
-    upsample = 8
-    templates = generate_templates(locations, units, fs, 1.5, 3.5, seed=int(rng.integers(2**31)),
-                                   upsample_factor=upsample, unit_params=dict(WAVEFORM_PARAMS_RANGE))
-    templates = _bandpass(templates, axis=1)  # (units, samples, channels, upsample)
-    depth = -templates.min(axis=1)  # (units, channels, upsample)
-    templates /= depth.max(axis=1)[:, None, None, :]
+    if templates is None:
+        templates = generated_templates(rng, locations, num_units)
+    else:
+        templates = templates[rng.integers(len(templates), size=num_units)]
     snr = np.exp(rng.normal(np.log(snr_median), snr_sigma, num_units))
+    large = rng.random(num_units) < large_fraction
+    snr[large] = np.exp(rng.uniform(*np.log(large_snr), large.sum()))
 
     if rng.random() < 0.5:
         kernel = temporal.sqrtcov[len(temporal.sqrtcov) // 2]
@@ -135,7 +167,7 @@ def synthesize_patch(
         starts = np.sort(rng.integers(0, num_samples - num_template_samples, count))
         starts = starts[np.diff(starts, prepend=-num_samples) > int(0.002 * fs)]  # 2-ms refractory period
         for start in starts:
-            shape = templates[unit, :, :, rng.integers(upsample)] * snr[unit] * np.exp(rng.normal(0.0, 0.1))
+            shape = templates[unit, :, :, rng.integers(JITTER_STEPS)] * snr[unit] * np.exp(rng.normal(0.0, 0.1))
             traces[start : start + num_template_samples] += shape.astype("float32")
             troughs = -shape.min(axis=0)
             main = int(np.argmax(troughs))
