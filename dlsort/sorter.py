@@ -51,7 +51,15 @@ class DlsortSorter(BaseSorter):
 
     @classmethod
     def use_gpu(cls, params: dict) -> bool:
-        return params.get("device", "auto") != "cpu"
+        # Asked by SpikeInterface's container mode only, which then calls has_nvidia(): that raises when the
+        # host lacks cuda-python. So "auto" asks for the GPU only when cuda-python can answer; "cuda" always
+        # does, and SpikeInterface's error then says to install cuda-python.
+        import importlib.util
+
+        device = params.get("device", "auto")
+        if device == "auto":
+            return importlib.util.find_spec("cuda") is not None
+        return device == "cuda"
 
     @classmethod
     def initialize_folder(cls, recording, output_folder, verbose, remove_existing_folder):

@@ -135,3 +135,19 @@ def test_container_style_script(tiny_recording, tmp_path):
         tmp_path,
     )
     assert int(out.strip().splitlines()[-1]) > 0
+
+
+def test_docker_image_true_finds_the_versioned_image(tmp_path):
+    """``run_sorter(..., docker_image=True)`` looks dlsort's image up in SpikeInterface's map, filled by the hook."""
+    code = """
+        from spikeinterface.sorters import runsorter
+        print(runsorter.SORTER_DOCKER_MAP["dlsort"])
+    """
+    from dlsort import __version__
+    from dlsort.containers import IMAGE_REPOSITORY
+
+    flavour = "" if __import__("shutil").which("nvidia-smi") else "-cpu"
+    assert python(code, tmp_path).strip() == f"{IMAGE_REPOSITORY}:{__version__}{flavour}"
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, capture_output=True, text=True,
+                          env={**__import__("os").environ, "DLSORT_CONTAINER_IMAGE": "localhost/dlsort:test"})
+    assert done.stdout.strip() == "localhost/dlsort:test", done.stderr[-2000:]

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Build dlsort's container image from this checkout.
+#
+#   containers/build.sh [--flavour cpu|cuda] [--base IMAGE] [--tag NAME] [--engine podman|docker]
+#                       [--extra-ca FILE]... [--python PYTHON]
+#
+# The image is tagged as `run_sorter(..., docker_image=True)` looks it up (dlsort.containers.default_image):
+# ghcr.io/dlsort/dlsort:<version>-cpu or :<version> (CUDA). The build context is a staging folder
+# holding only pyproject.toml, the dlsort wheel, a wheelhouse (the CPU torch wheel and its
+# dependencies, downloaded by PYTHON's pip) and the extra CA certificates, never the repository.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+flavour=cpu
+base=docker.io/library/debian:bookworm-slim
+engine="$(command -v podman || command -v docker || true)"
+python=python3
+tag=
+extra_ca=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --flavour) flavour="$2"; shift 2 ;;
+        --base) base="$2"; shift 2 ;;
+        --tag) tag="$2"; shift 2 ;;
+        --engine) engine="$2"; shift 2 ;;
+        --extra-ca) extra_ca+=("$2"); shift 2 ;;
+        --python) python="$2"; shift 2 ;;
+        *) echo "build.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
+    esac
+done
+if [[ -z "$engine" ]]; then
+    echo "build.sh: neither podman nor docker found; install one (see docs/containers.md)" >&2
+    exit 1
+fi
+case "$flavour" in
+    cpu) suffix=-cpu; torch_index= ;;
+    cuda) suffix=; torch_index=https://pypi.org/simple ;;
+    *) echo "build.sh: --flavour must be cpu or cuda, not $flavour" >&2; exit 2 ;;
+esac
+version="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$repo/dlsort/__init__.py")"
+torch_version=2.13.0
+tag="${tag:-ghcr.io/dlsort/dlsort:${version}${suffix}}"
+
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/dist" "$stage/wheelhouse" "$stage/extra-ca"
+cp "$repo/pyproject.toml" "$stage/"
+for cert in "${extra_ca[@]}"; do
+    cp "$cert" "$stage/extra-ca/$(basename "$cert" | sed 's/\.[^.]*$//').crt"
+done
+"$python" -m pip wheel --quiet --no-deps --wheel-dir "$stage/dist" "$repo"
+if [[ "$flavour" == cpu ]]; then
+    # Wheels for the base image's Python 3.11 (Debian bookworm). pip's own configuration decides
+    # which torch build this is: check that it is the CPU one.
+    "$python" -m pip download --quiet --python-version 3.11 --only-binary=:all: --dest "$stage/wheelhouse" \
+        "torch==${torch_version}"
+    if ! ls "$stage/wheelhouse" | grep -q "^torch-${torch_version}+cpu-"; then
+        echo "build.sh: $python's pip downloaded $(ls "$stage/wheelhouse" | grep '^torch-') rather than the CPU" \
+             "build; point it at PyTorch's CPU wheel index (PIP_INDEX_URL) and retry" >&2
+        exit 1
+    fi
+fi
+"$engine" build --network host \
+    --build-arg "BASE_IMAGE=$base" --build-arg "DLSORT_VERSION=$version" \
+    --build-arg "TORCH_VERSION=$torch_version" --build-arg "TORCH_INDEX_URL=$torch_index" \
+    --tag "$tag" --file "$repo/containers/Dockerfile" "$stage"
+echo "build.sh: built $tag"
