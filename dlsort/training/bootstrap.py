@@ -2,10 +2,9 @@
 
 The first minutes of the recording are sorted with dlsort's defaults but without template
 matching (the templates come straight from the clusters, which is all fine-tuning needs) and
-without motion correction (a few minutes drift little). The
-templates keep the units' real shapes and spatial footprints on the recording's own probe;
-``synthesize_patch`` places them at random amplitudes, with sub-sample jitter, in synthetic
-noise, so that the labels stay exact.
+without motion correction (a few minutes drift little). The templates keep the units' real
+shapes and spatial footprints on the recording's own probe; ``synthesize_patch`` places them at
+random amplitudes, with sub-sample jitter, in synthetic noise, so that the labels stay exact.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A patch is a piece of a probe (a Neuropixels-1.0-like staggered segment, a linear shank of 20 to
 100 um pitch, or a 3-column polytrode) with units around it whose templates come from
-SpikeInterface's template generator (wide parameter ranges, sub-sample jitter). Noise is
+SpikeInterface's template generator (wide parameter ranges, sub-sample jitter) or, when
+fine-tuning, from the recording's own units (``dlsort.training.bootstrap``). Noise is
 spatially and temporally correlated: temporally like the given noise model (real Neuropixels noise,
 or the recording's when fine-tuning) or like band-passed white noise, spatially with the given
 correlation-versus-distance profile scaled by a random factor, so that one detector sees many
