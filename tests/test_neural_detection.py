@@ -101,9 +101,12 @@ def test_node_finds_the_same_peaks_whatever_the_chunking(tmp_path, generated, mo
     whole, models = detect_peaks(recording, job_kwargs=dict(JOB, chunk_duration="8s"), **common)
     chunked, _ = detect_peaks(recording, job_kwargs=dict(n_jobs=2, chunk_duration="0.37s", progress_bar=False),
                               **common)
-    assert len(whole) > 0
-    np.testing.assert_array_equal(whole["sample_index"], chunked["sample_index"])
-    np.testing.assert_array_equal(whole["channel_index"], chunked["channel_index"])
+    assert len(whole) > 1000
+    # Chunks of other lengths run torch's convolutions on other shapes, whose float32 rounding can
+    # flip a near-tie between two logits of this random network (1 peak of 23 058 in one CI run,
+    # next to a chunk border); a wrong margin would change peaks at every one of the 22 borders.
+    pairs = [set(zip(peaks["sample_index"].tolist(), peaks["channel_index"].tolist())) for peaks in (whole, chunked)]
+    assert len(pairs[0] ^ pairs[1]) <= 4, sorted(pairs[0] ^ pairs[1])[:10]
     assert models[0]["task"] == "detector" and len(models[0]["sha256"]) == 64
 
 
