@@ -172,7 +172,7 @@ def make_denoiser(
         Snippet window around the peak (SpikeInterface cuts ``round(ms * fs / 1000)`` samples).
     noise_levels : np.ndarray or None
         Per-channel noise standard deviation (needed by ``"neural"``).
-    model : str or Path, default: "denoiser-generic"
+    model : str or Path, default: DEFAULT_DENOISER ("denoiser-generic@1.0.0")
         Catalog id, ``id@version`` or path to a ``.safetensors`` file with its card beside it.
     device : str, default: "cpu"
     batch_size : int, default: 16384

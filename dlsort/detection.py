@@ -14,7 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from dlsort.errors import DlsortInputError, check_choice
-from dlsort.neural_detection import DEFAULT_CANDIDATE_THRESHOLD, DEFAULT_DETECTOR, DETECTION_MODES
+from dlsort.neural_detection import (
+    DEFAULT_CANDIDATE_THRESHOLD,
+    DEFAULT_DETECTOR,
+    DETECTION_MODES,
+    probability_logit,
+)
 
 DETECTION_METHODS = ("threshold", "neural")
 
@@ -39,7 +44,7 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
     recording : BaseRecording
         Preprocessed recording with channel locations.
     noise_levels : np.ndarray
-    model : str or Path, default: "detector-generic"
+    model : str or Path, default: DEFAULT_DETECTOR ("detector-generic@1.0.0")
         Catalog id, ``id@version`` or a ``.safetensors`` file with its card beside it.
     probability : float or None
         Probability of a spike a peak needs; None takes the card's operating point.
@@ -81,7 +86,7 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
     network = build_network(card["architecture"], tensors)
     return NeuralPeakDetector(
         recording, network, model_file.provenance(), card, noise_levels,
-        threshold=float(np.log(probability / (1.0 - probability))), mode=mode,
+        threshold=probability_logit(probability), mode=mode,
         candidate_threshold=candidate_threshold, exclude_sweep_ms=exclude_sweep_ms, radius_um=radius_um,
         device=device, batch_size=batch_size,
     )
@@ -124,7 +129,7 @@ def detect_peaks(
         Spatial exclusion radius.
     noise_levels : np.ndarray or None
         Per-channel noise levels; estimated from random chunks when None.
-    model : str or Path, default: "detector-generic"
+    model : str or Path, default: DEFAULT_DETECTOR ("detector-generic@1.0.0")
         Detection network (``"neural"``).
     probability : float or None
         Probability a neural peak needs; None takes the model card's operating point.

@@ -25,6 +25,11 @@ DEFAULT_CANDIDATE_THRESHOLD = 3.5
 REACH = 2  # a candidate may move this many samples (at the network's rate) to the network's best logit
 
 
+def probability_logit(probability: float) -> float:
+    """The logit ``log(p / (1 - p))`` the network's output is compared with for a probability ``p``."""
+    return float(np.log(probability / (1.0 - probability)))
+
+
 def detection_logits(network, traces: np.ndarray, neighbourhoods: Neighbourhoods, relative_positions: np.ndarray,
                      device: str = "cpu", max_elements: int = 2**25) -> np.ndarray:
     """Logit of a spike centred on every channel at every sample.

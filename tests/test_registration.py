@@ -4,7 +4,9 @@ These tests need dlsort installed as a wheel (``pip install .``), as the README 
 """
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,10 +20,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def python(code: str, cwd, timeout: float = 600) -> str:
-    """Run ``code`` in a fresh interpreter; return stdout (fail with stderr on error)."""
+def python(code: str, cwd, timeout: float = 600, env: dict | None = None) -> str:
+    """Run ``code`` in a fresh interpreter with ``env`` added; return stdout (fail with stderr on error)."""
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -146,8 +149,7 @@ def test_docker_image_true_finds_the_versioned_image(tmp_path):
     from dlsort import __version__
     from dlsort.containers import IMAGE_REPOSITORY
 
-    flavour = "" if __import__("shutil").which("nvidia-smi") else "-cpu"
+    flavour = "" if shutil.which("nvidia-smi") else "-cpu"
     assert python(code, tmp_path).strip() == f"{IMAGE_REPOSITORY}:{__version__}{flavour}"
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path, capture_output=True, text=True,
-                          env={**__import__("os").environ, "DLSORT_CONTAINER_IMAGE": "localhost/dlsort:test"})
-    assert done.stdout.strip() == "localhost/dlsort:test", done.stderr[-2000:]
+    assert python(code, tmp_path, env={"DLSORT_CONTAINER_IMAGE": "localhost/dlsort:test"}).strip() == \
+        "localhost/dlsort:test"

@@ -24,6 +24,14 @@ def _sizes(args: argparse.Namespace, task: str, fine_tuning: bool) -> dict:
     return {key: getattr(args, key) or value for key, value in defaults.items()}
 
 
+def shared_noise(model):
+    """``model.from_shared_data()`` (a ``TemporalNoise`` or ``SpatialNoise``), or an error saying how to do without."""
+    try:
+        return model.from_shared_data()
+    except FileNotFoundError as error:
+        raise DlsortInputError(f"{error} (or pass --recording to train on a recording's noise)") from error
+
+
 def _prepare(args: argparse.Namespace, task: str):
     """Shared set-up: device, threads, output folder, noise models, the model to start from.
 
@@ -60,10 +68,7 @@ def _prepare(args: argparse.Namespace, task: str):
         base = base or f"{task}-generic"
         training_data = f"synthetic spikes in the noise of {Path(args.recording).name}"
     else:
-        try:
-            temporal = TemporalNoise.from_shared_data()
-        except FileNotFoundError as error:
-            raise DlsortInputError(f"{error} (or pass --recording to train on a recording's noise)") from error
+        temporal = shared_noise(TemporalNoise)
         training_data = f"synthetic spikes in {temporal.source}"
     start = None
     if base is not None:
@@ -101,8 +106,7 @@ def _train_denoiser(args: argparse.Namespace) -> int:
 
 
 def _train_detector(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from dlsort.neural_detection import probability_logit
     from dlsort.training.detector import DetectorGeometry, detector_card, evaluate_detector, train_detector
     from dlsort.training.noise import SpatialNoise
     from dlsort.training.trainer import write_model
@@ -111,10 +115,7 @@ def _train_detector(args: argparse.Namespace) -> int:
         raise DlsortInputError(f"--bootstrap-minutes {args.bootstrap_minutes:g} is negative; use 0 to turn it off")
     device, temporal, spatial, locations, training_data, start = _prepare(args, "detector")
     if spatial is None:
-        try:
-            spatial = SpatialNoise.from_shared_data()
-        except FileNotFoundError as error:
-            raise DlsortInputError(f"{error} (or pass --recording to train on a recording's noise)") from error
+        spatial = shared_noise(SpatialNoise)
     sizes = _sizes(args, "detector", start is not None)
     templates = None
     if args.recording is not None and args.bootstrap_minutes > 0:
@@ -134,7 +135,7 @@ def _train_detector(args: argparse.Namespace) -> int:
         templates=templates, num_patches=sizes["patches"], num_examples=sizes["examples"], seed=args.seed,
         device=device, max_epochs=sizes["epochs"], max_seconds=args.max_seconds, progress_bar=not args.quiet,
     )
-    given = None if args.probability is None else float(np.log(args.probability / (1.0 - args.probability)))
+    given = None if args.probability is None else probability_logit(args.probability)
     threshold, metrics = evaluate_detector(network, held_out, geometry, given)
     card = detector_card(network, args.id, args.version, training_data, geometry, metrics, report, threshold,
                          calibrated=given is None)
