@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import JOB, folder_of
+from conftest import JOB, folder_of, saved_recording
 
 from dlsort.detection import detect_peaks
 from dlsort.detection_scores import ground_truth_main_channels, score_detection
@@ -226,6 +226,15 @@ def test_bootstrap_templates_are_the_recordings_units_and_feed_the_patches(accur
     patch = synthesize_patch(np.random.default_rng(0), locations[band], temporal, spatial, templates=restricted)
     used = np.unique(patch.spike_channels)
     assert set(used) <= set(np.flatnonzero(np.isin(band, own.main_channels)))
+
+
+def test_bootstrap_sort_without_units_says_how_to_go_on(tmp_path):
+    from dlsort.training.bootstrap import bootstrap_templates
+
+    noise = np.random.default_rng(0).standard_normal((300_000, 8)) * 10.0
+    recording = saved_recording(tmp_path, noise, np.array([[0.0, y] for y in np.arange(8) * 20.0]))
+    with pytest.raises(DlsortInputError, match=r"found no unit.*--bootstrap-minutes 0"):
+        bootstrap_templates(recording, minutes=0.2, job_kwargs=JOB)
 
 
 def test_spatial_noise_fit_recovers_a_distance_profile():
