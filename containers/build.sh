@@ -43,7 +43,7 @@ tag="${tag:-ghcr.io/dlsort/dlsort:${version}${suffix}}"
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/dist" "$stage/wheelhouse" "$stage/extra-ca"
-cp "$repo/pyproject.toml" "$stage/"
+cp "$repo/pyproject.toml" "$repo/containers/entrypoint.sh" "$stage/"
 for cert in "${extra_ca[@]}"; do
     cp "$cert" "$stage/extra-ca/$(basename "$cert" | sed 's/\.[^.]*$//').crt"
 done

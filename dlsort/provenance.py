@@ -9,7 +9,13 @@ from pathlib import Path
 
 
 def build_provenance(
-    params: dict, models: list[dict], device: str, num_peaks: int, num_units: int, motion_correction: str | None
+    params: dict,
+    models: list[dict],
+    device: str,
+    num_peaks: int,
+    num_units: int,
+    motion_correction: str | None,
+    container_startup: dict | None = None,
 ) -> dict:
     """Assemble the provenance record of one sort.
 
@@ -18,13 +24,15 @@ def build_provenance(
     params : dict
         Every parameter used.
     models : list of dict
-        Every network used, each with ``id`` and ``sha256``.
+        Every network used, each with ``id``, ``sha256``, ``task`` and ``source``.
     device : str
         Device the neural stages ran on.
     num_peaks, num_units : int
         Peaks detected and units returned.
     motion_correction : str or None
         Motion-correction preset actually applied.
+    container_startup : dict or None, default: None
+        In a container image, the outcome of its start-up pull (``dlsort.models.startup``).
 
     Returns
     -------
@@ -49,6 +57,7 @@ def build_provenance(
         "motion_correction_applied": motion_correction,
         "num_peaks": int(num_peaks),
         "num_units": int(num_units),
+        "container_startup": container_startup,
     }
 
 

@@ -102,6 +102,7 @@ class DlsortSorter(BaseSorter):
     def _run_from_folder(cls, sorter_output_folder: Path, params: dict, verbose: bool) -> None:
         import numpy as np
 
+        from dlsort.models.startup import wait_for_startup
         from dlsort.pipeline import run_pipeline
         from dlsort.provenance import build_provenance, write_provenance
         from dlsort.validation import resolve_device
@@ -109,6 +110,7 @@ class DlsortSorter(BaseSorter):
         sorter_output_folder = Path(sorter_output_folder)
         recording = cls.load_recording_from_folder(sorter_output_folder.parent, with_warnings=False)
         device = resolve_device(params["device"])
+        startup = wait_for_startup()  # in an image: the models its start-up pulled, or why it fell back
         result = run_pipeline(recording, params, job_kwargs_from_params(params))
         result.sorting.save(folder=sorter_output_folder / SORTING_FOLDER, overwrite=True)
         np.save(sorter_output_folder / TEMPLATES_FILE, result.templates.get_dense_templates())
@@ -119,6 +121,7 @@ class DlsortSorter(BaseSorter):
             result.num_peaks,
             result.sorting.get_num_units(),
             result.motion_correction,
+            startup,
         )
         write_provenance(sorter_output_folder.parent, provenance)
 

@@ -1,9 +1,10 @@
-"""Shared fixtures: small seeded ground-truth recordings saved once per test session."""
+"""Shared fixtures: small seeded ground-truth recordings saved once per test session; a loopback GIN server."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from gin_server import CATALOG_REPO, FakeGin
 
 from dlsort.groundtruth import GroundTruthCase, generate_case
 
@@ -26,6 +27,23 @@ def tiny_recording(tmp_path_factory):
     recording, _ = generate_case(case)
     folder = tmp_path_factory.mktemp("tiny")
     return recording.save(folder=folder / "recording", **JOB)
+
+
+@pytest.fixture
+def gin(tmp_path, monkeypatch):
+    """A loopback GIN server holding an empty catalog repository; dlsort's registry settings point at it."""
+    from dlsort.models import download
+
+    server = FakeGin(tmp_path / "gin").start()
+    server.create_repo(CATALOG_REPO, description="dlsort model catalog")
+    monkeypatch.setenv("DLSORT_REGISTRY_URL", server.url)
+    monkeypatch.setenv("DLSORT_CATALOG_REPO", CATALOG_REPO)
+    monkeypatch.setenv("DLSORT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DLSORT_OFFLINE", raising=False)
+    monkeypatch.delenv("GIN_TOKEN", raising=False)
+    monkeypatch.setattr(download, "BACKOFF_S", 0.0)
+    yield server
+    server.stop()
 
 
 def saved_recording(folder, traces: np.ndarray, locations: np.ndarray | None = None, fs: float = 30_000.0):

@@ -13,6 +13,8 @@ Routes (as gin.g-node.org serves them, see ``../shared/reference/gin-and-contain
 Faults for tests: ``truncate_next`` (bytes after which the next file download drops the
 connection), ``corrupt`` (flip the first byte of every file served) and ``down`` (refuse with 503).
 Every request is appended to ``requests`` as ``(path, headers)``.
+
+``publish`` puts test models (random weights, annexed) and a catalog pinned to them on it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+
+CATALOG_REPO = "dlsort/models"
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "dlsort tests", "GIT_AUTHOR_EMAIL": "tests@dlsort.invalid",
@@ -58,9 +64,11 @@ class FakeGin:
         Folder holding the repositories.
     token : str
         The only token the token-protected routes accept.
+    host : str
+        Address to listen on: loopback, or ``0.0.0.0`` for clients in containers.
     """
 
-    def __init__(self, root: Path, token: str = "test-token") -> None:
+    def __init__(self, root: Path, token: str = "test-token", host: str = "127.0.0.1") -> None:
         self.root = Path(root)
         self.token = token
         self.repos: dict[str, dict] = {}
@@ -68,13 +76,16 @@ class FakeGin:
         self.truncate_next: int | None = None
         self.corrupt = False
         self.down = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = ThreadingHTTPServer((host, 0), _handler_for(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._server.server_address[0]}:{self.port}"
 
     def start(self) -> FakeGin:
         self._thread.start()
@@ -217,3 +228,53 @@ def _repo_json(full_name: str, repo: dict) -> dict:
     owner, name = full_name.split("/")
     return {"full_name": full_name, "name": name, "owner": {"username": owner}, "description": repo["description"],
             "default_branch": "master", "private": False}
+
+
+def make_card(model_id: str, version: str, families: list[str], task: str = "detector") -> dict:
+    """A valid model card for a test model."""
+    return {
+        "id": model_id, "task": task, "version": version,
+        "architecture": {"name": "test-mlp", "hyperparameters": {"hidden": 8}},
+        "sampling_frequency_hz": 30000.0, "window_ms": {"before": 1.0, "after": 1.5},
+        "geometry": {"probe_families": families}, "training_data": "random tensors (tests)",
+        "metrics": {}, "licence": "CC-BY-4.0",
+    }
+
+
+def make_weights(path: Path, seed: int) -> dict:
+    """Write seeded random tensors (about 1 MB) as safetensors to ``path``; return them."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {"layer.weight": torch.from_numpy(np.random.default_rng(seed).normal(size=(600, 400)).astype("float32"))}
+    save_file(tensors, str(path))
+    return tensors
+
+
+def publish(gin: FakeGin, tmp: Path, specs: list[tuple[str, str, list[str]]],
+            image_defaults: tuple[str, ...] = ()) -> dict:
+    """Commit weights (annexed) and then a catalog pinned to that commit; return {ref: (entry, tensors)}.
+
+    ``specs`` are ``(id, version, probe families)``; the refs in ``image_defaults`` are marked for images.
+    """
+    from dlsort.models.download import sha256_of
+
+    files, published = {}, {}
+    for i, (model_id, version, families) in enumerate(specs):
+        weights = tmp / f"{model_id}-{version}.safetensors"
+        tensors = make_weights(weights, seed=i)
+        files[f"{model_id}/{version}/weights.safetensors"] = weights.read_bytes()
+        published[f"{model_id}@{version}"] = (make_card(model_id, version, families), tensors, weights)
+    commit = gin.commit_files(CATALOG_REPO, files, annexed=tuple(files))
+    entries = {}
+    for ref, (card, tensors, weights) in published.items():
+        model_id, version = ref.split("@")
+        entry = {**card, "size_bytes": weights.stat().st_size, "sha256": sha256_of(weights),
+                 "location": {"kind": "gin", "repo": CATALOG_REPO, "commit": commit,
+                              "path": f"{model_id}/{version}/weights.safetensors"}}
+        if ref in image_defaults:
+            entry["image_default"] = True
+        entries[ref] = (entry, tensors)
+    index = {"schema_version": 1, "models": [entry for entry, _ in entries.values()]}
+    gin.commit_files(CATALOG_REPO, {"index.json": json.dumps(index).encode()})
+    return entries

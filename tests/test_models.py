@@ -14,65 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from gin_server import FakeGin, git
-from safetensors.torch import save_file
+from gin_server import CATALOG_REPO, FakeGin, git, make_card, make_weights, publish
 
 import dlsort.models as models
 from dlsort.errors import DlsortInputError
 from dlsort.models import catalog, download
-
-CATALOG_REPO = "dlsort/models"
-
-
-def make_card(model_id: str, version: str, families: list[str], task: str = "detector") -> dict:
-    return {
-        "id": model_id, "task": task, "version": version,
-        "architecture": {"name": "test-mlp", "hyperparameters": {"hidden": 8}},
-        "sampling_frequency_hz": 30000.0, "window_ms": {"before": 1.0, "after": 1.5},
-        "geometry": {"probe_families": families}, "training_data": "random tensors (tests)",
-        "metrics": {}, "licence": "CC-BY-4.0",
-    }
-
-
-def make_weights(path: Path, seed: int) -> dict:
-    tensors = {"layer.weight": torch.from_numpy(np.random.default_rng(seed).normal(size=(600, 400)).astype("float32"))}
-    save_file(tensors, str(path))
-    return tensors
-
-
-def publish(gin: FakeGin, tmp: Path, specs: list[tuple[str, str, list[str]]]) -> dict:
-    """Commit weights (annexed) and then a catalog pinned to that commit; return {ref: (entry, tensors)}."""
-    files, published = {}, {}
-    for i, (model_id, version, families) in enumerate(specs):
-        weights = tmp / f"{model_id}-{version}.safetensors"
-        tensors = make_weights(weights, seed=i)
-        files[f"{model_id}/{version}/weights.safetensors"] = weights.read_bytes()
-        published[f"{model_id}@{version}"] = (make_card(model_id, version, families), tensors, weights)
-    commit = gin.commit_files(CATALOG_REPO, files, annexed=tuple(files))
-    entries = {}
-    for ref, (card, tensors, weights) in published.items():
-        model_id, version = ref.split("@")
-        entry = {**card, "size_bytes": weights.stat().st_size, "sha256": download.sha256_of(weights),
-                 "location": {"kind": "gin", "repo": CATALOG_REPO, "commit": commit,
-                              "path": f"{model_id}/{version}/weights.safetensors"}}
-        entries[ref] = (entry, tensors)
-    index = {"schema_version": 1, "models": [entry for entry, _ in entries.values()]}
-    gin.commit_files(CATALOG_REPO, {"index.json": json.dumps(index).encode()})
-    return entries
-
-
-@pytest.fixture
-def gin(tmp_path, monkeypatch):
-    server = FakeGin(tmp_path / "gin").start()
-    server.create_repo(CATALOG_REPO, description="dlsort model catalog")
-    monkeypatch.setenv("DLSORT_REGISTRY_URL", server.url)
-    monkeypatch.setenv("DLSORT_CATALOG_REPO", CATALOG_REPO)
-    monkeypatch.setenv("DLSORT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("DLSORT_OFFLINE", raising=False)
-    monkeypatch.delenv("GIN_TOKEN", raising=False)
-    monkeypatch.setattr(download, "BACKOFF_S", 0.0)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -153,8 +99,10 @@ def test_fetch_verifies_caches_and_loads(published, gin):
     assert len(raw_gets(gin)) == 1  # the second fetch is a cache hit
     tensors, card, loaded = models.load("det", task="detector")
     torch.testing.assert_close(tensors["layer.weight"], published["det@1.1.0"][1]["layer.weight"])
+    entry = published["det@1.1.0"][0]
     assert card["version"] == "1.1.0" and loaded.provenance() == {
-        "id": "det@1.1.0", "sha256": published["det@1.1.0"][0]["sha256"], "task": "detector"}
+        "id": "det@1.1.0", "sha256": published["det@1.1.0"][0]["sha256"], "task": "detector",
+        "source": f"{gin.url}/dlsort/models/raw/{entry['location']['commit']}/det/1.1.0/weights.safetensors"}
     assert models.verify() == {"denoiser-generic@1.0.0": True, "detector-generic@1.0.0": True,
                                "detector-generic@1.1.0": True, "det@1.1.0": True}
     with pytest.raises(DlsortInputError, match="not a denoiser model"):

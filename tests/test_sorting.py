@@ -38,7 +38,9 @@ def test_output_folder_holds_sorting_templates_and_provenance(tiny_recording, tm
 
     shipped = [catalog.find_entry(DEFAULT_PARAMS[key]) for key in ("detection_model", "denoising_model")]
     assert [entry.ref for entry in shipped] == ["detector-generic@1.0.0", "denoiser-generic@1.0.0"]  # pinned
-    assert provenance["models"] == [{"id": entry.ref, "sha256": entry.sha256, "task": entry.task} for entry in shipped]
+    assert provenance["models"] == [{"id": entry.ref, "sha256": entry.sha256, "task": entry.task, "source": "embedded"}
+                                    for entry in shipped]
+    assert provenance["container_startup"] is None  # not in an image
     assert provenance["motion_correction_applied"] is None  # 8 channels: "auto" applies none
     assert provenance["num_units"] == len(sorting.unit_ids)
     templates = np.load(folder / "sorter_output" / "templates.npy")

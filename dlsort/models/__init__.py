@@ -6,7 +6,8 @@
 >>> tensors, card, model_file = models.load("detector-generic", task="detector")  # doctest: +SKIP
 
 Environment variables (``DLSORT_REGISTRY_URL``, ``DLSORT_CATALOG_REPO``, ``DLSORT_CACHE``,
-``DLSORT_OFFLINE``, ``GIN_TOKEN``) are described in ``dlsort.models.settings``.
+``DLSORT_OFFLINE``, ``GIN_TOKEN``) are described in ``dlsort.models.settings``; those of a
+container's start-up pull in ``dlsort.models.startup``.
 """
 
 from dlsort.models.catalog import TASKS, CatalogError, ModelEntry, known_models, recommend, search

@@ -43,16 +43,20 @@ class ModelFile:
     id : str
         ``id@version`` for catalog models, the resolved path for local files.
     sha256 : str
+    source : str
+        Where the bytes came from: ``"embedded"`` (in the package), the URL a cached file was
+        downloaded from, or ``"local file"``.
     """
 
     path: Path
     card: dict
     id: str
     sha256: str
+    source: str
 
     def provenance(self) -> dict:
         """The record ``provenance.json`` keeps for this model."""
-        return {"id": self.id, "sha256": self.sha256, "task": self.card["task"]}
+        return {"id": self.id, "sha256": self.sha256, "task": self.card["task"], "source": self.source}
 
 
 def local_path(entry: ModelEntry) -> Path:
@@ -98,7 +102,7 @@ def fetch(model: str, progress_bar: bool = True) -> ModelFile:
         if not path.exists():
             raise ModelUnavailableError(f"embedded model {entry.ref} is missing from {path}: reinstall dlsort")
         _check_sha256(path, entry.sha256, f"embedded model {entry.ref} ({path}); reinstall dlsort")
-        return ModelFile(path, entry.record, entry.ref, entry.sha256)
+        return ModelFile(path, entry.record, entry.ref, entry.sha256, "embedded")
     if settings.offline():
         if not path.exists():
             raise ModelUnavailableError(
@@ -109,7 +113,7 @@ def fetch(model: str, progress_bar: bool = True) -> ModelFile:
     else:
         download_verified(_url(entry), path, entry.sha256, settings.auth_headers(), progress_bar,
                           lock_dir=settings.cache_dir() / "locks")
-    return ModelFile(path, entry.record, entry.ref, entry.sha256)
+    return ModelFile(path, entry.record, entry.ref, entry.sha256, _url(entry))
 
 
 def _check_sha256(path: Path, expected: str, what: str) -> None:
@@ -154,7 +158,7 @@ def _local_model(path: Path) -> ModelFile:
     if card_path is None:
         raise DlsortInputError(f"no model card beside {path}: expected {cards[0].name} or card.json")
     resolved = path.resolve()
-    return ModelFile(resolved, read_card(card_path), str(resolved), sha256_of(resolved))
+    return ModelFile(resolved, read_card(card_path), str(resolved), sha256_of(resolved), "local file")
 
 
 def load(model: str | Path, task: str, device: str = "cpu") -> tuple[dict, dict, ModelFile]:
