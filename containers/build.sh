@@ -2,7 +2,10 @@
 # Build dlsort's container image from this checkout.
 #
 #   containers/build.sh [--flavour cpu|cuda] [--base IMAGE] [--tag NAME] [--engine podman|docker]
-#                       [--extra-ca FILE]... [--python PYTHON]
+#                       [--extra-ca FILE]... [--python PYTHON] [--torch-index URL] [--no-cache]
+#
+# --torch-index (CUDA flavour): the index torch comes from, default PyPI (CUDA 13.0 builds for
+# torch 2.13, which need an R580+ driver); e.g. https://download.pytorch.org/whl/cu126 for older drivers.
 #
 # The image is tagged as `run_sorter(..., docker_image=True)` looks it up (dlsort.containers.default_image):
 # ghcr.io/dlsort/dlsort:<version>-cpu or :<version> (CUDA). The build context is a staging folder
@@ -16,6 +19,8 @@ engine="$(command -v podman || command -v docker || true)"
 python=python3
 tag=
 extra_ca=()
+cache=()
+torch_index_option=
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --flavour) flavour="$2"; shift 2 ;;
@@ -24,6 +29,8 @@ while [[ $# -gt 0 ]]; do
         --engine) engine="$2"; shift 2 ;;
         --extra-ca) extra_ca+=("$2"); shift 2 ;;
         --python) python="$2"; shift 2 ;;
+        --torch-index) torch_index_option="$2"; shift 2 ;;
+        --no-cache) cache=(--no-cache); shift ;;  # rebuild every layer (to time a cold build)
         *) echo "build.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
     esac
 done
@@ -33,9 +40,13 @@ if [[ -z "$engine" ]]; then
 fi
 case "$flavour" in
     cpu) suffix=-cpu; torch_index= ;;
-    cuda) suffix=; torch_index=https://pypi.org/simple ;;
+    cuda) suffix=; torch_index="${torch_index_option:-https://pypi.org/simple}" ;;
     *) echo "build.sh: --flavour must be cpu or cuda, not $flavour" >&2; exit 2 ;;
 esac
+if [[ "$flavour" == cpu && -n "$torch_index_option" ]]; then
+    echo "build.sh: --torch-index is for the CUDA flavour; the CPU one takes torch from PYTHON's pip (PIP_INDEX_URL)" >&2
+    exit 2
+fi
 version="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$repo/dlsort/__init__.py")"
 torch_version=2.13.0
 tag="${tag:-ghcr.io/dlsort/dlsort:${version}${suffix}}"
@@ -59,7 +70,7 @@ if [[ "$flavour" == cpu ]]; then
         exit 1
     fi
 fi
-"$engine" build --network host \
+"$engine" build --network host "${cache[@]}" \
     --build-arg "BASE_IMAGE=$base" --build-arg "DLSORT_VERSION=$version" \
     --build-arg "TORCH_VERSION=$torch_version" --build-arg "TORCH_INDEX_URL=$torch_index" \
     --tag "$tag" --file "$repo/containers/Dockerfile" "$stage"

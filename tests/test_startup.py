@@ -47,7 +47,7 @@ def test_startup_pulls_the_image_models_and_extra_ones(gin, tmp_path, status_dir
                       image_defaults=("det@1.0.0",))
     monkeypatch.setenv("DLSORT_EXTRA_MODELS", "det-big@2.0.0")
     status, line = run_startup(capsys)
-    assert status["state"] == "pulled"
+    assert status["state"] == "pulled" and status["seconds"] > 0
     for ref in ("det@1.0.0", "det-big@2.0.0"):
         assert status["models"][ref].startswith(f"{gin.url}/dlsort/models/raw/")
         name = f"{ref.replace('@', '-')}-{entries[ref][0]['sha256'][:16]}.safetensors"
@@ -98,6 +98,7 @@ def test_an_unknown_extra_model_is_named(gin, tmp_path, status_dir, monkeypatch,
     monkeypatch.setenv("DLSORT_EXTRA_MODELS", "no-such-model")
     status, _ = run_startup(capsys)
     assert status["state"] == "fallback" and "no-such-model" in status["reason"]
+    assert not status["reason"].startswith("start-up pull failed")  # named by the catalog, not a crash
 
 
 def test_a_sort_waits_for_a_running_startup(status_dir):

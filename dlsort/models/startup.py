@@ -74,26 +74,30 @@ def pull_image_models() -> dict:
     Returns
     -------
     dict
-        The status written to the status file: ``state`` is ``"pulled"`` (``models``: ref ->
-        where it came from), ``"fallback"`` (``reason``, and the embedded ``models`` the sorter
-        can still use) or ``"skipped"`` (``DLSORT_PULL_AT_START=0`` or ``DLSORT_OFFLINE=1``).
+        The status written to the status file (``main`` adds the ``seconds`` it took): ``state``
+        is ``"pulled"`` (``models``: ref -> where it came from), ``"fallback"`` (``reason``, and
+        the embedded ``models`` the sorter can still use) or ``"skipped"``
+        (``DLSORT_PULL_AT_START=0`` or ``DLSORT_OFFLINE=1``).
     """
+    from dlsort.errors import DlsortInputError
     from dlsort.models import catalog, client, settings
-    from dlsort.models.download import ModelUnavailableError
 
     if os.environ.get("DLSORT_PULL_AT_START", "1").strip().lower() in ("0", "false", "no") or settings.offline():
         return {"state": "skipped", "reason": "DLSORT_PULL_AT_START=0 or DLSORT_OFFLINE=1"}
     extra = os.environ.get("DLSORT_EXTRA_MODELS", "")
-    catalog_file = catalog.cached_catalog_path(settings.catalog_repo())
     try:
         _check_reachable(settings.registry_url())
-        client.update_catalog()
-        refs = _requested_models(catalog.known_models(), extra)
-        pulled = {ref: client.fetch(ref, progress_bar=False).source for ref in refs}
-    except catalog.CatalogError as error:  # the published catalog contradicts the shipped one
-        catalog_file.unlink(missing_ok=True)
+        downloaded = client.update_catalog()
+    except DlsortInputError as error:  # unreachable, HTTP error, not a catalog, read-only cache
         return _fallback(str(error), extra)
-    except ModelUnavailableError as error:  # unreachable, HTTP error, checksum, read-only cache, unknown model
+    try:
+        entries = catalog.known_models()
+    except catalog.CatalogError as error:  # the published catalog contradicts the shipped one: drop it
+        downloaded.unlink()
+        return _fallback(str(error), extra)
+    try:
+        pulled = {ref: client.fetch(ref, progress_bar=False).source for ref in _requested_models(entries, extra)}
+    except DlsortInputError as error:  # unknown extra model, HTTP error, checksum mismatch, read-only cache
         return _fallback(str(error), extra)
     return {"state": "pulled", "registry": settings.registry_url(), "models": pulled}
 
@@ -123,10 +127,12 @@ def summary(status: dict) -> str:
 def main() -> int:
     """Entry point of the images' start-up: write "running", pull, write the outcome, print one line."""
     _write_status({"state": "running", "pid": os.getpid()})
+    started = time.monotonic()
     try:
         status = pull_image_models()
     except Exception as error:  # the container must start even if the pull itself breaks
         status = {"state": "fallback", "reason": f"start-up pull failed: {error!r}", "models": {}}
+    status["seconds"] = round(time.monotonic() - started, 3)
     _write_status(status)
     print(summary(status), file=sys.stderr)
     return 0
