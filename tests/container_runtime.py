@@ -79,6 +79,7 @@ def apptainer_in_podman(runtime_image: str, image: str, shared: Path, work: Path
     inside ``shared``.
     """
     name = f"dlsort-apptainer-{os.getpid()}-{work.name}"
+    work.mkdir(parents=True, exist_ok=True)
     archive = work / "dlsort.tar"
     subprocess.run(["podman", "save", "--format", "docker-archive", "-o", str(archive), image],
                    check=True, capture_output=True)
