@@ -6,6 +6,8 @@ weight file and its card always describe the same module.
 
 from dlsort.nn.denoiser import SingleChannelDenoiser
 from dlsort.nn.detector import NeighbourhoodDetector
+from dlsort.nn.interpolator import BlindSpotInterpolator
 from dlsort.nn.registry import ARCHITECTURES, build_network
 
-__all__ = ["ARCHITECTURES", "NeighbourhoodDetector", "SingleChannelDenoiser", "build_network"]
+__all__ = ["ARCHITECTURES", "BlindSpotInterpolator", "NeighbourhoodDetector", "SingleChannelDenoiser",
+           "build_network"]

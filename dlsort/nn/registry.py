@@ -7,10 +7,12 @@ from torch import nn
 from dlsort.errors import DlsortInputError
 from dlsort.nn.denoiser import SingleChannelDenoiser
 from dlsort.nn.detector import NeighbourhoodDetector
+from dlsort.nn.interpolator import BlindSpotInterpolator
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "single-channel-denoiser": SingleChannelDenoiser,
     "neighbourhood-detector": NeighbourhoodDetector,
+    "blind-spot-interpolator": BlindSpotInterpolator,
 }
 
 

@@ -1,0 +1,90 @@
+"""DeepInterpolation's building blocks: channels on a probe grid, and the blind-spot network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dlsort.geometry import probe_grid
+from dlsort.groundtruth import make_probe
+from dlsort.nn import BlindSpotInterpolator, build_network
+
+
+@pytest.mark.parametrize(("kind", "num_channels", "shape"), [
+    ("np1", 384, (192, 4)),       # 4 columns, 2 contacts per 20-um row: every other cell empty
+    ("np2", 64, (32, 2)),         # 2 columns, full
+    ("utah", 100, (10, 10)),      # the square
+    ("tetrode", 4, (2, 2)),
+    ("staggered", 32, None),      # 3 columns, middle one shifted: rows of both offsets
+])
+def test_probe_grids_place_every_channel_once_and_round_trip(kind, num_channels, shape):
+    locations = make_probe(kind, num_channels).contact_positions
+    grid = probe_grid(locations)
+    if shape is not None:
+        assert grid.shape == shape
+    assert grid.mask.sum() == num_channels
+    traces = np.random.default_rng(0).normal(size=(7, num_channels)).astype("float32")
+    on_grid = grid.to_grid(traces)
+    assert on_grid.shape == (7, *grid.shape) and np.all(on_grid[:, ~grid.mask] == 0)
+    np.testing.assert_array_equal(grid.from_grid(on_grid), traces)
+    # neighbours on the probe are neighbours on the grid: x and y order is kept
+    for axis, index in ((0, grid.columns), (1, grid.rows)):
+        order = np.argsort(locations[:, axis], kind="stable")
+        assert np.all(np.diff(index[order]) >= 0)
+
+
+def test_np1_grid_is_a_checkerboard_of_real_channels():
+    mask = probe_grid(make_probe("np1", 384).contact_positions).mask
+    assert mask.sum(axis=1).tolist() == [2] * 192  # two contacts per row
+    assert mask[:, [0, 2]].any(axis=1).sum() == 96 and mask[:, [1, 3]].any(axis=1).sum() == 96  # staggered rows
+
+
+def test_probe_grid_refuses_bad_locations():
+    with pytest.raises(ValueError, match=r"channels \[1, 2\] share a grid cell"):
+        probe_grid(np.array([[0.0, 0.0], [10.0, 20.0], [10.4, 20.3]]))
+    with pytest.raises(ValueError, match="NaN"):
+        probe_grid(np.array([[0.0, 0.0], [np.nan, 20.0]]))
+    with pytest.raises(ValueError, match=r"\(num_channels, 2\)"):
+        probe_grid(np.zeros((3,)))
+
+
+def test_no_output_frame_sees_itself_or_its_neighbours():
+    torch.manual_seed(0)
+    network = BlindSpotInterpolator(omission=2)
+    traces = torch.randn(1, 120, 6, 4, requires_grad=True)
+    mask = torch.ones(6, 4)
+    t = 60
+    network(traces, mask)[0, t, 3, 1].backward()
+    seen = traces.grad[0].abs().sum(dim=(1, 2)) > 0
+    frames = torch.nonzero(seen).flatten()
+    assert not seen[t - 2:t + 3].any()  # the blind spot: t and 2 frames on each side
+    assert frames.min() == t - 2 - network.context and frames.max() == t + 2 + network.context
+    assert seen[t - 3] and seen[t + 3]  # the nearest frames it may use, it uses
+    assert traces.grad[0, t - 3].abs().sum(dim=0).count_nonzero() > 1  # and the neighbouring channels
+
+
+def test_empty_cells_neither_feed_nor_receive_predictions():
+    torch.manual_seed(0)
+    network = BlindSpotInterpolator()
+    mask = torch.ones(5, 3)
+    mask[2, 1] = 0
+    traces = torch.randn(2, 80, 5, 3)
+    output = network(traces, mask)
+    assert output.shape == traces.shape and torch.all(output[:, :, 2, 1] == 0)
+    changed = traces.clone()
+    changed[:, :, 2, 1] = 1e3  # garbage in an empty cell changes nothing
+    torch.testing.assert_close(network(changed, mask), output)
+
+
+def test_interpolator_is_built_from_a_model_card():
+    network = BlindSpotInterpolator(filters=4, dilations=(1, 2))
+    card = {"name": "blind-spot-interpolator", "hyperparameters": {**network.hyperparameters,
+                                                                    "dilations": [1, 2]}}
+    rebuilt = build_network(card, network.state_dict())
+    traces, mask = torch.randn(1, 40, 3, 2), torch.ones(3, 2)
+    torch.testing.assert_close(rebuilt(traces, mask), network.eval()(traces, mask))
+    with pytest.raises(ValueError, match="odd spatial_kernel"):
+        BlindSpotInterpolator(spatial_kernel=2)
+    with pytest.raises(ValueError, match=r"\(batch, samples, rows, columns\)"):
+        network(torch.randn(40, 3, 2), mask)
