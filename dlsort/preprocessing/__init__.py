@@ -1,5 +1,6 @@
-"""Preprocessing stage: filtering, referencing and motion correction of raw recordings."""
+"""Preprocessing stage: filtering, referencing and motion correction of raw recordings; DeepInterpolation."""
 
+from dlsort.preprocessing.deepinterpolation import deepinterpolate
 from dlsort.preprocessing.standard import MOTION_PRESETS, preprocess, resolve_motion_correction
 
-__all__ = ["MOTION_PRESETS", "preprocess", "resolve_motion_correction"]
+__all__ = ["MOTION_PRESETS", "deepinterpolate", "preprocess", "resolve_motion_correction"]

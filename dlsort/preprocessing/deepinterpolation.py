@@ -1,0 +1,126 @@
+"""DeepInterpolation as a lazy SpikeInterface preprocessor: every chunk is predicted from the frames around it.
+
+``deepinterpolate(recording, model)`` returns a recording whose traces are the network's
+prediction of each frame from the frames before and after it (never from the frame itself), which
+keeps the signal shared across frames (spikes, fields) and drops noise independent between frames.
+Channels go on the probe grid (``dlsort.geometry.probe_grid``), traces are normalised by one mean
+and standard deviation for the whole probe (as in DeepInterpolation) and scaled back afterwards.
+Chunks are read with margins of the network's context, so any chunking gives the same traces;
+within the context of the recording's first and last frame the network sees one side only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from spikeinterface.preprocessing.basepreprocessor import BasePreprocessor, BasePreprocessorSegment
+
+from dlsort.errors import DlsortInputError
+
+TASK = "deepinterpolation"
+
+
+def normalisation(recording, seed: int = 0) -> tuple[float, float]:
+    """One mean and standard deviation over all channels, from 20 random 1-s chunks of ``recording``.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+    seed : int, default: 0
+
+    Returns
+    -------
+    mean, std : float
+    """
+    from spikeinterface.core import get_random_data_chunks
+
+    chunk_size = int(min(recording.sampling_frequency, recording.get_num_samples(0)))
+    samples = get_random_data_chunks(recording, num_chunks_per_segment=20, chunk_size=chunk_size, seed=seed,
+                                     return_in_uV=False)
+    std = float(np.std(samples))
+    if not np.isfinite(std) or std == 0:
+        raise DlsortInputError("the recording is constant or not finite: DeepInterpolation cannot normalise it")
+    return float(np.mean(samples)), std
+
+
+class DeepInterpolatedRecording(BasePreprocessor):
+    """The traces of ``recording`` as a blind-spot network predicts them from the frames around each one.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        With channel locations; its sampling rate must be the model's.
+    model : str or Path
+        A catalog id or a ``.safetensors`` file with its card (task ``"deepinterpolation"``).
+    mean, std : float
+        Normalisation (``normalisation(recording)``); part of the recording's JSON, so a saved
+        chain reproduces the same traces.
+    device : str, default: "cpu"
+    """
+
+    def __init__(self, recording, model: str | Path, mean: float, std: float, device: str = "cpu"):
+        from dlsort.geometry import probe_grid
+        from dlsort.models import load
+        from dlsort.nn import build_network
+
+        if not recording.has_probe():
+            raise DlsortInputError("DeepInterpolation needs channel locations: attach a probe to the recording")
+        tensors, card, _ = load(model, task=TASK, device=device)
+        if abs(card["sampling_frequency_hz"] - recording.sampling_frequency) > 1e-3 * card["sampling_frequency_hz"]:
+            raise DlsortInputError(
+                f"model {model} was trained at {card['sampling_frequency_hz']:g} Hz but the recording is sampled at "
+                f"{recording.sampling_frequency:g} Hz; resample the recording or train a model on it")
+        network = build_network(card["architecture"], tensors).to(device)
+        grid = probe_grid(recording.get_channel_locations())
+        BasePreprocessor.__init__(self, recording, dtype="float32")
+        for parent_segment in recording.segments:
+            self.add_recording_segment(DeepInterpolatedSegment(parent_segment, network, grid, mean, std, device))
+        self._kwargs = dict(recording=recording, model=str(model), mean=float(mean), std=float(std), device=device)
+
+
+class DeepInterpolatedSegment(BasePreprocessorSegment):
+    """One segment: reads the chunk with margins, interpolates it on the grid, crops the margins."""
+
+    def __init__(self, parent_segment, network, grid, mean: float, std: float, device: str):
+        BasePreprocessorSegment.__init__(self, parent_segment)
+        self.network, self.grid, self.mean, self.std, self.device = network, grid, mean, std, device
+        self.margin = network.context + network.omission + 1
+
+    def get_traces(self, start_frame=None, end_frame=None, channel_indices=None) -> np.ndarray:
+        import torch
+        from spikeinterface.core.recording_tools import get_chunk_with_margin
+
+        traces, left, right = get_chunk_with_margin(self.parent_recording_segment, start_frame, end_frame, None,
+                                                    self.margin)
+        normalised = (traces.astype("float32") - self.mean) / self.std
+        with torch.no_grad():
+            grid = torch.as_tensor(self.grid.to_grid(normalised), device=self.device)[None]
+            mask = torch.as_tensor(self.grid.mask, device=self.device)
+            predicted = self.network(grid, mask)[0].cpu().numpy()
+        restored = self.grid.from_grid(predicted) * self.std + self.mean
+        restored = restored[left: restored.shape[0] - right]
+        return restored if channel_indices is None else restored[:, channel_indices]
+
+
+def deepinterpolate(recording, model: str | Path, device: str = "cpu", mean: float | None = None,
+                    std: float | None = None) -> DeepInterpolatedRecording:
+    """DeepInterpolation of ``recording`` with ``model``, lazily, chunk by chunk.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        Filtered and referenced as the model's training data was.
+    model : str or Path
+        Catalog id or ``.safetensors`` file of a ``"deepinterpolation"`` model.
+    device : str, default: "cpu"
+    mean, std : float or None
+        Normalisation; by default measured on 20 random 1-s chunks (``normalisation``).
+
+    Returns
+    -------
+    DeepInterpolatedRecording
+    """
+    if mean is None or std is None:
+        mean, std = normalisation(recording)
+    return DeepInterpolatedRecording(recording, model, mean, std, device)
