@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import saved_recording
@@ -81,3 +83,22 @@ def test_bad_input_is_refused(trained, tmp_path):
         normalisation(NumpyRecording([np.zeros((30_000, 16), "float32")], FS))
     with pytest.raises(DlsortInputError, match="no frame with its full context"):
         train_interpolator(recording, mean, std, window=64)
+
+
+def test_train_command_writes_a_model_the_preprocessor_loads(trained, tmp_path, capsys):
+    from conftest import folder_of
+
+    from dlsort.cli import main
+
+    recording, _, _, _, _ = trained
+    assert main(["train", "deepinterpolation", "--output", str(tmp_path / "m"), "--quiet"]) == 2
+    assert "needs --recording" in capsys.readouterr().err
+    output = tmp_path / "model"
+    assert main(["train", "deepinterpolation", "--recording", folder_of(recording), "--output", str(output),
+                 "--windows", "40", "--epochs", "2", "--quiet", "--id", "interp-cli"]) == 0
+    assert "interp-cli@0.1.0 written to" in capsys.readouterr().out
+    card = json.loads((output / "card.json").read_text())
+    assert card["task"] == "deepinterpolation" and card["metrics"]["epochs"] == 2
+    assert card["geometry"]["probe_families"] == ["neuropixels-2.0"]
+    denoised = deepinterpolate(recording, output / "weights.safetensors")
+    assert np.isfinite(denoised.get_traces(start_frame=0, end_frame=500)).all()

@@ -1,4 +1,4 @@
-"""``dlsort train denoiser|detector``: train a network from scratch or fine-tune one on a recording."""
+"""``dlsort train denoiser|detector|deepinterpolation``: train a network, or fine-tune one on a recording."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ SIZES = {
     "denoiser": {"scratch": dict(examples=200_000, epochs=30), "fine-tune": dict(examples=50_000, epochs=8)},
     "detector": {"scratch": dict(patches=300, examples=150_000, epochs=20),
                  "fine-tune": dict(patches=60, examples=50_000, epochs=8)},
+    "deepinterpolation": {"scratch": dict(windows=1000, epochs=20), "fine-tune": dict(windows=400, epochs=8)},
 }
 BOOTSTRAP_MINUTES = 2.0
+NOISE_RECORDING_HELP = ("fine-tune on this recording's noise (and, for the detector, its probe); any `dlsort sort` "
+                        "input")
 SIZE_HELP = {"patches": "synthetic 1-s probe patches", "examples": "training examples",
-             "epochs": "at most this many epochs"}
+             "epochs": "at most this many epochs", "windows": "256-frame windows of the recording"}
 
 
 def _sizes(args: argparse.Namespace, task: str, fine_tuning: bool) -> dict:
@@ -30,6 +33,21 @@ def shared_noise(model):
         return model.from_shared_data()
     except FileNotFoundError as error:
         raise DlsortInputError(f"{error} (or pass --recording to train on a recording's noise)") from error
+
+
+def _setup(args: argparse.Namespace) -> str:
+    """Check the model name and the output folder, set torch's threads; returns the device."""
+    import torch
+
+    from dlsort.models.catalog import check_model_name
+    from dlsort.validation import resolve_device
+
+    check_model_name(args.id, args.version)
+    device = resolve_device(args.device)
+    if (Path(args.output) / "weights.safetensors").exists() and not args.overwrite:
+        raise DlsortInputError(f"{args.output} already holds a model; choose another folder or pass --overwrite")
+    torch.set_num_threads(max(1, args.threads))
+    return device
 
 
 def _prepare(args: argparse.Namespace, task: str):
@@ -47,20 +65,12 @@ def _prepare(args: argparse.Namespace, task: str):
     start : tuple or None
         ``(network, card, model_file)`` of the model to fine-tune, or None.
     """
-    import torch
-
     from dlsort.cli import read_recording
     from dlsort.models import load
-    from dlsort.models.catalog import check_model_name
     from dlsort.nn import build_network
     from dlsort.training.noise import TemporalNoise, recording_noise
-    from dlsort.validation import resolve_device
 
-    check_model_name(args.id, args.version)
-    device = resolve_device(args.device)
-    if (Path(args.output) / "weights.safetensors").exists() and not args.overwrite:
-        raise DlsortInputError(f"{args.output} already holds a model; choose another folder or pass --overwrite")
-    torch.set_num_threads(max(1, args.threads))
+    device = _setup(args)
     base, spatial, locations = args.start_from, None, None
     if args.recording is not None:
         noise = recording_noise(read_recording(Path(args.recording)), args.minutes, seed=args.seed)
@@ -148,14 +158,47 @@ def _train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common_arguments(parser: argparse.ArgumentParser, task: str) -> None:
+def _train_deepinterpolation(args: argparse.Namespace) -> int:
+    from dlsort.cli import read_recording
+    from dlsort.models import load
+    from dlsort.nn import build_network
+    from dlsort.params import DEFAULT_PARAMS
+    from dlsort.preprocessing import preprocess
+    from dlsort.preprocessing.deepinterpolation import TASK, normalisation
+    from dlsort.training.deepinterpolation import interpolator_card, train_interpolator
+    from dlsort.training.trainer import write_model
+
+    if args.recording is None:
+        raise DlsortInputError("dlsort train deepinterpolation needs --recording: it learns from the recording itself")
+    device = _setup(args)
+    recording = preprocess(read_recording(Path(args.recording)), DEFAULT_PARAMS["freq_min"],
+                           DEFAULT_PARAMS["freq_max"], DEFAULT_PARAMS["common_reference"])
+    start, training_data = None, f"{Path(args.recording).name}, band-passed and median-referenced as dlsort does"
+    if args.start_from is not None:
+        tensors, card, model_file = load(args.start_from, task=TASK)
+        start = build_network(card["architecture"], tensors)
+        training_data += f", fine-tuned from {model_file.id}"
+    sizes = _sizes(args, TASK, start is not None)
+    mean, std = normalisation(recording, seed=args.seed)
+    network, report = train_interpolator(recording, mean, std, start_from=start, minutes=args.minutes,
+                                         num_windows=sizes["windows"], max_epochs=sizes["epochs"], seed=args.seed,
+                                         device=device, max_seconds=args.max_seconds, progress_bar=not args.quiet)
+    card = interpolator_card(network, recording, args.id, args.version, training_data, report)
+    weights = write_model(Path(args.output), network.cpu(), card)
+    print(f"dlsort: {args.id}@{args.version} written to {weights.parent} ({report.epochs} epochs, "
+          f"{report.seconds:.0f} s); held-out loss {report.best_validation_loss:.4f} (normalised units); use it with "
+          f"dlsort.preprocessing.deepinterpolate(recording, {str(weights)!r})")
+    return 0
+
+
+def _common_arguments(parser: argparse.ArgumentParser, task: str, recording_help: str) -> None:
     parser.add_argument("-o", "--output", required=True, help="model folder to write (weights + card.json)")
-    parser.add_argument("--recording", help="fine-tune on this recording's noise (and, for the detector, its probe); "
-                        "any `dlsort sort` input")
-    parser.add_argument("--from", dest="start_from", help=f"model to start from (default with --recording: "
-                        f"{task}-generic)")
+    parser.add_argument("--recording", help=recording_help)
+    parser.add_argument("--from", dest="start_from", help="model to start from" + (
+        "" if task == "deepinterpolation" else f" (default with --recording: {task}-generic)"))
     parser.add_argument("--minutes", type=float, default=10.0,
-                        help="noise is measured on 30 random 1-s chunks of the first MINUTES (default 10)")
+                        help="the noise (deepinterpolation: the training windows) comes from the first MINUTES of "
+                             "the recording (default 10)")
     parser.add_argument("--max-seconds", type=float, help="time budget; stops after the epoch that exceeds it")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -179,7 +222,7 @@ def add_train_parser(commands) -> None:
         help="train the waveform denoiser (from scratch on the shared Neuropixels noise, or fine-tuned on a "
              "recording's noise)",
     )
-    _common_arguments(denoiser, "denoiser")
+    _common_arguments(denoiser, "denoiser", NOISE_RECORDING_HELP)
     denoiser.add_argument("--ms-before", type=float, default=1.0)
     denoiser.add_argument("--ms-after", type=float, default=1.5)
     denoiser.set_defaults(handler=_train_denoiser)
@@ -189,7 +232,7 @@ def add_train_parser(commands) -> None:
         help="train the neighbourhood spike detector (from scratch on synthetic probe patches with the shared "
              "Neuropixels noise, or fine-tuned on a recording's probe and noise)",
     )
-    _common_arguments(detector, "detector")
+    _common_arguments(detector, "detector", NOISE_RECORDING_HELP)
     detector.add_argument("--radius-um", type=float, default=50.0, help="neighbourhood radius (from scratch)")
     detector.add_argument("--slots", type=int, default=12, help="neighbourhood channels (from scratch)")
     detector.add_argument("--probability", type=float,
@@ -200,3 +243,12 @@ def add_train_parser(commands) -> None:
                                f"recording's first BOOTSTRAP_MINUTES (default {BOOTSTRAP_MINUTES:g}; 0: generated "
                                "units only)")
     detector.set_defaults(handler=_train_detector)
+
+    deepinterpolation = sub.add_parser(
+        "deepinterpolation",
+        help="train DeepInterpolation's blind-spot interpolator on a recording (self-supervised), from scratch or "
+             "fine-tuned --from a model",
+    )
+    _common_arguments(deepinterpolation, "deepinterpolation",
+                      "the recording to learn from (required; any `dlsort sort` input)")
+    deepinterpolation.set_defaults(handler=_train_deepinterpolation)
