@@ -62,6 +62,14 @@ PARAMETERS: dict[str, Parameter] = {
         choices=("auto", *MOTION_PRESETS),
         nullable=True,
     ),
+    "deepinterpolation_model": Parameter(
+        None,
+        "DeepInterpolation after referencing, before motion correction and detection: None (off, the default until "
+        "the ground-truth benchmark shows it helps) or a model trained with 'dlsort train deepinterpolation' (a "
+        ".safetensors file with its card.json beside it, or a catalog id).",
+        str,
+        nullable=True,
+    ),
     "detection_method": Parameter(
         "neural",
         "Spike detection: 'neural' (a neighbourhood network, see detection_model) or 'threshold' (locally exclusive "

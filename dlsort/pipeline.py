@@ -82,6 +82,14 @@ def sample_peaks_per_channel(peaks: np.ndarray, max_per_channel: int | None, see
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype="int64")
 
 
+def interpolation_models(model: str | None) -> list[dict]:
+    """Provenance of the DeepInterpolation model, or nothing when it is off."""
+    from dlsort.models import resolve_model
+    from dlsort.preprocessing.deepinterpolation import TASK
+
+    return [] if model is None else [resolve_model(model, TASK).provenance()]
+
+
 def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     """Sort a recording with validated dlsort parameters.
 
@@ -101,6 +109,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     p = params
     seed = p["seed"]
     motion_preset = resolve_motion_correction(recording, p["motion_correction"])
+    device = resolve_device(p["device"])
     rec = preprocess(
         recording,
         freq_min=p["freq_min"],
@@ -108,6 +117,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         common_reference=p["common_reference"],
         motion_correction=motion_preset,
         job_kwargs=job_kwargs,
+        deepinterpolation_model=p["deepinterpolation_model"],
+        device=device,
     )
     noise_levels = get_noise_levels(
         rec,
@@ -117,7 +128,6 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         progress_bar=job_kwargs.get("progress_bar", False),
     )
     logger.info("detecting peaks (%s)", p["detection_method"])
-    device = resolve_device(p["device"])
     peaks, detection_models = detect_peaks(
         rec,
         method=p["detection_method"],
@@ -217,7 +227,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
     return PipelineResult(
         sorting=sorting, templates=templates, num_peaks=num_peaks, motion_correction=motion_preset,
-        models=[*detection_models, *denoiser.models],
+        models=[*interpolation_models(p["deepinterpolation_model"]), *detection_models, *denoiser.models],
     )
 
 

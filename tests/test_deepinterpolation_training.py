@@ -102,3 +102,23 @@ def test_train_command_writes_a_model_the_preprocessor_loads(trained, tmp_path, 
     assert card["geometry"]["probe_families"] == ["neuropixels-2.0"]
     denoised = deepinterpolate(recording, output / "weights.safetensors")
     assert np.isfinite(denoised.get_traces(start_frame=0, end_frame=500)).all()
+
+
+def test_the_sorter_deepinterpolates_before_detection_and_records_the_model(tiny_recording, tmp_path):
+    import spikeinterface.sorters as ss
+
+    from dlsort.models import resolve_model
+
+    mean, std = normalisation(tiny_recording)
+    network, report = train_interpolator(tiny_recording, mean, std, num_windows=60, window=128, max_epochs=2,
+                                         progress_bar=False)
+    weights = write_model(tmp_path / "model", network,
+                          interpolator_card(network, tiny_recording, "interp-tiny", "0.1.0", "tiny", report))
+    runs = {}
+    for name, model in (("plain", None), ("interpolated", str(weights))):
+        ss.run_sorter("dlsort", tiny_recording, folder=tmp_path / name, n_jobs=1, progress_bar=False,
+                      deepinterpolation_model=model)
+        runs[name] = json.loads((tmp_path / name / "provenance.json").read_text())
+    assert runs["interpolated"]["models"][0] == resolve_model(weights, "deepinterpolation").provenance()
+    assert [model["task"] for model in runs["plain"]["models"]] == ["detector", "denoiser"]
+    assert runs["interpolated"]["num_peaks"] != runs["plain"]["num_peaks"]  # detection saw other traces

@@ -11,12 +11,14 @@ within the context of the recording's first and last frame the network sees one 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 from spikeinterface.preprocessing.basepreprocessor import BasePreprocessor, BasePreprocessorSegment
 
 from dlsort.errors import DlsortInputError
+from dlsort.workers import adopt_torch_in_worker
 
 TASK = "deepinterpolation"
 
@@ -86,11 +88,13 @@ class DeepInterpolatedSegment(BasePreprocessorSegment):
         BasePreprocessorSegment.__init__(self, parent_segment)
         self.network, self.grid, self.mean, self.std, self.device = network, grid, mean, std, device
         self.margin = network.context + network.omission + 1
+        self._owner_pid = os.getpid()
 
     def get_traces(self, start_frame=None, end_frame=None, channel_indices=None) -> np.ndarray:
         import torch
         from spikeinterface.core.recording_tools import get_chunk_with_margin
 
+        self._owner_pid = adopt_torch_in_worker(self._owner_pid)  # one torch thread per SpikeInterface worker
         traces, left, right = get_chunk_with_margin(self.parent_recording_segment, start_frame, end_frame, None,
                                                     self.margin)
         normalised = (traces.astype("float32") - self.mean) / self.std

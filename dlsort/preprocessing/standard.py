@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from dlsort.errors import check_choice
@@ -51,8 +53,10 @@ def preprocess(
     common_reference: bool = True,
     motion_correction: str | None = None,
     job_kwargs: dict | None = None,
+    deepinterpolation_model: str | Path | None = None,
+    device: str = "cpu",
 ):
-    """Band-pass filter, common-median reference and optionally motion-correct a recording.
+    """Band-pass filter, common-median reference, optionally DeepInterpolate and motion-correct a recording.
 
     Parameters
     ----------
@@ -68,6 +72,11 @@ def preprocess(
         batching mode (``BOUNDED_MOTION_ESTIMATION``) so that memory does not grow with recording length.
     job_kwargs : dict or None
         Job kwargs for the motion estimation.
+    deepinterpolation_model : str, Path or None, default: None
+        A ``"deepinterpolation"`` model applied after referencing and before motion correction
+        (``dlsort.preprocessing.deepinterpolation``); None skips it.
+    device : str, default: "cpu"
+        Where DeepInterpolation runs.
 
     Returns
     -------
@@ -85,6 +94,10 @@ def preprocess(
     out = spre.bandpass_filter(recording, freq_min=freq_min, freq_max=freq_max, dtype="float32")
     if common_reference and recording.get_num_channels() >= 3:
         out = spre.common_reference(out, reference="global", operator="median")
+    if deepinterpolation_model is not None:
+        from dlsort.preprocessing.deepinterpolation import deepinterpolate
+
+        out = deepinterpolate(out, deepinterpolation_model, device=device)
     preset = resolve_motion_correction(recording, motion_correction)
     if preset is not None:
         estimate_motion_kwargs = BOUNDED_MOTION_ESTIMATION.get(preset, {})
