@@ -1,0 +1,84 @@
+"""DeepInterpolation's cost on CPU: multiply-adds per output sample and the real-time factor of the lazy preprocessor.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/deepinterpolation.py [--seconds 10] [--threads 2]
+
+For a 32-channel staggered probe and a 384-channel Neuropixels 1.0 probe (generated recordings,
+saved first), builds ``deepinterpolate`` with an untrained blind-spot interpolator of the default
+size (speed does not depend on the weights) and times ``get_traces`` over ``--seconds`` of the
+recording in 1-s chunks, on ``--threads`` torch threads, after one warm-up chunk. Prints the
+multiply-adds per output sample (per channel and frame) next to DeepInterpolation's per-frame
+U-Net (about 150 M per 384-channel frame, ``../shared/reference/dl-methods.md``), and the
+real-time factor (recording seconds per wall second). Run it with nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+UNET_MULTIPLY_ADDS_PER_FRAME = 150e6  # DeepInterpolation's unet_single_ephys_1024, one 384-channel frame
+UNET_CHANNELS = 384
+
+
+def multiply_adds_per_cell(network) -> int:
+    """Multiply-adds of one forward pass per grid cell and frame (every convolution, both stacks, read-out)."""
+    from torch import nn
+
+    total = 0
+    for module in network.modules():
+        if isinstance(module, nn.Conv3d):
+            kernel = module.kernel_size[0] * module.kernel_size[1] * module.kernel_size[2]
+            total += module.in_channels * module.out_channels * kernel
+    return total
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    import torch
+
+    from dlsort.geometry import probe_grid
+    from dlsort.groundtruth import GroundTruthCase, generate_case
+    from dlsort.nn import BlindSpotInterpolator
+    from dlsort.preprocessing import deepinterpolate
+    from dlsort.training.deepinterpolation import interpolator_card
+    from dlsort.training.trainer import TrainingReport, write_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    network = BlindSpotInterpolator()
+    per_cell = multiply_adds_per_cell(network)
+    unet_per_sample = UNET_MULTIPLY_ADDS_PER_FRAME / UNET_CHANNELS
+    print(f"blind-spot interpolator {network.hyperparameters}: {per_cell} multiply-adds per grid cell and frame")
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in (GroundTruthCase("DI32", "32-ch staggered", "staggered", 32, 10, args.seconds + 2, seed=0),
+                     GroundTruthCase("DI384", "Neuropixels 1.0", "np1", 384, 60, args.seconds + 2, seed=0)):
+            recording, _ = generate_case(case)
+            recording = recording.save(folder=Path(tmp) / case.name, n_jobs=2, progress_bar=False)
+            grid = probe_grid(recording.get_channel_locations())
+            card = interpolator_card(network, recording, "speed-test", "0.0.0", "untrained", TrainingReport())
+            weights = write_model(Path(tmp) / f"{case.name}-model", network, card)
+            interpolated = deepinterpolate(recording, weights, mean=0.0, std=1.0)
+            fs = int(recording.sampling_frequency)
+            interpolated.get_traces(start_frame=0, end_frame=fs)  # warm-up
+            started = time.perf_counter()
+            for second in range(1, int(args.seconds) + 1):
+                interpolated.get_traces(start_frame=second * fs, end_frame=(second + 1) * fs)
+            wall = time.perf_counter() - started
+            per_sample = per_cell * grid.mask.size / recording.get_num_channels()
+            ratio = unet_per_sample / per_sample
+            print(f"{case.num_channels:>4} channels (grid {grid.shape[0]} x {grid.shape[1]}): {per_sample / 1e3:.1f} k "
+                  f"multiply-adds per output sample ({ratio:.0f}x fewer than the per-frame U-Net's "
+                  f"{unet_per_sample / 1e3:.0f} k); real-time factor {int(args.seconds) / wall:.2f} ({wall:.1f} s for "
+                  f"{int(args.seconds)} s, {args.threads} threads)")
+
+
+if __name__ == "__main__":
+    main()
