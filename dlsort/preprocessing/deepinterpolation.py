@@ -68,7 +68,7 @@ class DeepInterpolatedRecording(BasePreprocessor):
 
         if not recording.has_probe():
             raise DlsortInputError("DeepInterpolation needs channel locations: attach a probe to the recording")
-        tensors, card, _ = load(model, task=TASK, device=device)
+        tensors, card, model_file = load(model, task=TASK, device=device)
         if abs(card["sampling_frequency_hz"] - recording.sampling_frequency) > 1e-3 * card["sampling_frequency_hz"]:
             raise DlsortInputError(
                 f"model {model} was trained at {card['sampling_frequency_hz']:g} Hz but the recording is sampled at "
@@ -78,7 +78,8 @@ class DeepInterpolatedRecording(BasePreprocessor):
         BasePreprocessor.__init__(self, recording, dtype="float32")
         for parent_segment in recording.segments:
             self.add_recording_segment(DeepInterpolatedSegment(parent_segment, network, grid, mean, std, device))
-        self._kwargs = dict(recording=recording, model=str(model), mean=float(mean), std=float(std), device=device)
+        # model_file.id: "id@version", or the absolute path of a local file (the JSON loads from any folder)
+        self._kwargs = dict(recording=recording, model=model_file.id, mean=float(mean), std=float(std), device=device)
 
 
 class DeepInterpolatedSegment(BasePreprocessorSegment):
