@@ -49,7 +49,8 @@ if [[ "$flavour" == cpu && -n "$torch_index_option" ]]; then
 fi
 version="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$repo/dlsort/__init__.py")"
 torch_version=2.13.0
-tag="${tag:-ghcr.io/dlsort/dlsort:${version}${suffix}}"
+repository="$(sed -n 's/^IMAGE_REPOSITORY = "\(.*\)"$/\1/p' "$repo/dlsort/containers.py")"
+tag="${tag:-${repository}:${version}${suffix}}"
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
