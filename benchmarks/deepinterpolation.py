@@ -26,14 +26,12 @@ UNET_CHANNELS = 384
 
 def multiply_adds_per_cell(network) -> int:
     """Multiply-adds of one forward pass per grid cell and frame (every convolution, both stacks, read-out)."""
+    import math
+
     from torch import nn
 
-    total = 0
-    for module in network.modules():
-        if isinstance(module, nn.Conv3d):
-            kernel = module.kernel_size[0] * module.kernel_size[1] * module.kernel_size[2]
-            total += module.in_channels * module.out_channels * kernel
-    return total
+    return sum(module.in_channels * module.out_channels * math.prod(module.kernel_size)
+               for module in network.modules() if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d))
 
 
 def main(argv: list[str] | None = None) -> None:

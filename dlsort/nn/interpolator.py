@@ -5,10 +5,11 @@ DeepInterpolation (Lecoq et al., Nature Methods 2021) predicts frame t of a prob
 frames before and the 30 after, leaving out t and its immediate neighbours, so a network trained
 to reproduce the recording cannot copy the noise of frame t and learns only what the surrounding
 frames predict (the signal). The original runs a U-Net once per output frame. Here two stacks of
-dilated causal convolutions over time (with spatial convolutions over the probe grid) run over
-the whole chunk, one forward in time and one backward; each is shifted so that its output at t
-has seen only frames up to ``t - omission - 1`` (or from ``t + omission + 1``), and a pointwise
-read-out combines them. The blind spot holds by construction, for every frame at once.
+dilated causal 1-D convolutions run over time on every cell of the probe grid (cells folded into
+the batch, which CPUs run fast), one forward in time and one backward; each is shifted so that its
+output at t has seen only frames up to ``t - omission - 1`` (or from ``t + omission + 1``), and a
+read-out convolves both over the grid at each frame, so neighbouring channels inform each other.
+The blind spot holds by construction, for every frame at once.
 """
 
 from __future__ import annotations
@@ -19,24 +20,20 @@ from torch.nn import functional
 
 
 class _CausalStack(nn.Module):
-    """Dilated convolutions over (time, rows, columns) that never look ahead in time."""
+    """Dilated 1-D convolutions over time, per grid cell (cells folded into the batch), never looking ahead."""
 
-    def __init__(self, filters: int, dilations: tuple[int, ...], temporal_kernel: int, spatial_kernel: int):
+    def __init__(self, filters: int, dilations: tuple[int, ...], temporal_kernel: int):
         super().__init__()
         self.dilations = dilations
         self.temporal_kernel = temporal_kernel
-        self.spatial_padding = spatial_kernel // 2
         self.layers = nn.ModuleList(
-            nn.Conv3d(1 if i == 0 else filters, filters, (temporal_kernel, spatial_kernel, spatial_kernel),
-                      dilation=(dilation, 1, 1))
+            nn.Conv1d(1 if i == 0 else filters, filters, temporal_kernel, dilation=dilation)
             for i, dilation in enumerate(dilations)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for dilation, layer in zip(self.dilations, self.layers):
-            past = (self.temporal_kernel - 1) * dilation
-            padding = (self.spatial_padding,) * 4 + (past, 0)  # columns, rows, then time: left only
-            x = torch.relu(layer(functional.pad(x, padding)))
+            x = torch.relu(layer(functional.pad(x, ((self.temporal_kernel - 1) * dilation, 0))))
         return x
 
 
@@ -68,14 +65,14 @@ class BlindSpotInterpolator(nn.Module):
                                     spatial_kernel=spatial_kernel, omission=omission)
         self.omission = omission
         self.context = 1 + (temporal_kernel - 1) * sum(dilations)
-        self.forward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel, spatial_kernel)
-        self.backward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel, spatial_kernel)
-        self.readout = nn.Sequential(nn.Conv3d(2 * filters, filters, 1), nn.ReLU(), nn.Conv3d(filters, 1, 1))
+        self.forward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
+        self.backward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
+        self.readout = nn.Sequential(nn.Conv2d(2 * filters, filters, spatial_kernel, padding=spatial_kernel // 2),
+                                     nn.ReLU(), nn.Conv2d(filters, 1, 1))
 
     def _shifted_past(self, stack: _CausalStack, x: torch.Tensor) -> torch.Tensor:
         """``stack`` output at t moved to ``t + omission + 1``: frame t then saw only frames before ``t - omission``."""
-        shift = self.omission + 1
-        return functional.pad(stack(x), (0, 0, 0, 0, shift, 0))[:, :, : x.shape[2]]
+        return functional.pad(stack(x), (self.omission + 1, 0))[..., : x.shape[-1]]
 
     def forward(self, traces: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Interpolated traces.
@@ -96,9 +93,13 @@ class BlindSpotInterpolator(nn.Module):
         """
         if traces.ndim != 4:
             raise ValueError(f"traces must be (batch, samples, rows, columns), got shape {tuple(traces.shape)}")
+        batch, samples, rows, columns = traces.shape
         mask = mask.to(traces.dtype)
         mask = mask.unsqueeze(1) if mask.ndim == 3 else mask  # broadcasts over samples
-        x = (traces * mask).unsqueeze(1)
-        past = self._shifted_past(self.forward_stack, x)
-        future = self._shifted_past(self.backward_stack, x.flip(2)).flip(2)
-        return self.readout(torch.cat([past, future], dim=1)).squeeze(1) * mask
+        cells = (traces * mask).permute(0, 2, 3, 1).reshape(-1, 1, samples)  # (batch * rows * columns, 1, samples)
+        past = self._shifted_past(self.forward_stack, cells)
+        future = self._shifted_past(self.backward_stack, cells.flip(-1)).flip(-1)
+        features = torch.cat([past, future], dim=1).reshape(batch, rows, columns, -1, samples).permute(0, 4, 3, 1, 2)
+        features = features * mask.reshape(-1, 1, 1, rows, columns)  # empty cells carry nothing into the read-out
+        output = self.readout(features.reshape(batch * samples, -1, rows, columns))
+        return output.reshape(batch, samples, rows, columns) * mask
