@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     clean, noisy = smooth_signal_plus_white_noise(int(20 * FS), 16)
     recording = saved_recording(folder / "recording", noisy, locations, FS)
     mean, std = normalisation(recording)
-    network, report = train_interpolator(recording, mean, std, num_windows=240, window=128, max_epochs=6,
+    network, report = train_interpolator(recording, mean, std, num_windows=240, window=128, max_epochs=10,
                                          progress_bar=False)
     card = interpolator_card(network, recording, "interp-test", "0.1.0", "test signal", report)
     weights = write_model(folder / "model", network, card)

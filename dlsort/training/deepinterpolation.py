@@ -95,11 +95,11 @@ def train_interpolator(
     network : BlindSpotInterpolator
     report : TrainingReport
     """
+    torch.manual_seed(seed)  # before the network is built: its initial weights depend on the seed only
     network = start_from if start_from is not None else BlindSpotInterpolator()
     margin = network.context + network.omission + 1
     if window <= 2 * margin:
         raise DlsortInputError(f"window={window} leaves no frame with its full context (needs > {2 * margin})")
-    torch.manual_seed(seed)
     grid = probe_grid(recording.get_channel_locations())
     windows = training_windows(recording, grid, mean, std, num_windows, window, minutes, seed)
     num_validation = max(1, num_windows // 10)  # windows are sorted by time: the last ones are held out
