@@ -87,7 +87,10 @@ class DeepInterpolatedSegment(BasePreprocessorSegment):
 
     def __init__(self, parent_segment, network, grid, mean: float, std: float, device: str):
         BasePreprocessorSegment.__init__(self, parent_segment)
+        import torch
+
         self.network, self.grid, self.mean, self.std, self.device = network, grid, mean, std, device
+        self.mask = torch.as_tensor(grid.mask, device=device)  # built once, not per chunk
         self.margin = network.context + network.omission + 1
         self._owner_pid = os.getpid()
 
@@ -101,8 +104,7 @@ class DeepInterpolatedSegment(BasePreprocessorSegment):
         normalised = (traces.astype("float32") - self.mean) / self.std
         with torch.no_grad():
             grid = torch.as_tensor(self.grid.to_grid(normalised), device=self.device)[None]
-            mask = torch.as_tensor(self.grid.mask, device=self.device)
-            predicted = self.network(grid, mask)[0].cpu().numpy()
+            predicted = self.network(grid, self.mask)[0].cpu().numpy()
         restored = self.grid.from_grid(predicted) * self.std + self.mean
         restored = restored[left: restored.shape[0] - right]
         return restored if channel_indices is None else restored[:, channel_indices]
