@@ -24,14 +24,21 @@ UNET_MULTIPLY_ADDS_PER_FRAME = 150e6  # DeepInterpolation's unet_single_ephys_10
 UNET_CHANNELS = 384
 
 
-def multiply_adds_per_cell(network) -> int:
-    """Multiply-adds of one forward pass per grid cell and frame (every convolution, both stacks, read-out)."""
+def multiply_adds(module) -> int:
+    """Multiply-adds per position (cell and frame) of every convolution in ``module``."""
     import math
 
     from torch import nn
 
-    return sum(module.in_channels * module.out_channels * math.prod(module.kernel_size)
-               for module in network.modules() if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d))
+    return sum(layer.in_channels * layer.out_channels * math.prod(layer.kernel_size)
+               for layer in module.modules() if isinstance(layer, nn.Conv1d | nn.Conv2d | nn.Conv3d))
+
+
+def multiply_adds_per_output_sample(network, grid) -> float:
+    """One forward pass per channel and frame: the temporal stacks run on occupied cells, the read-out on all cells."""
+    stacks = multiply_adds(network.forward_stack) + multiply_adds(network.backward_stack)
+    cells = grid.mask.size
+    return (stacks * grid.mask.sum() + multiply_adds(network.readout) * cells) / grid.mask.sum()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,9 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     network = BlindSpotInterpolator()
-    per_cell = multiply_adds_per_cell(network)
     unet_per_sample = UNET_MULTIPLY_ADDS_PER_FRAME / UNET_CHANNELS
-    print(f"blind-spot interpolator {network.hyperparameters}: {per_cell} multiply-adds per grid cell and frame")
+    print(f"blind-spot interpolator {network.hyperparameters}: {multiply_adds(network)} multiply-adds per grid cell "
+          "and frame (the temporal stacks skip empty cells)")
     with tempfile.TemporaryDirectory() as tmp:
         for case in (GroundTruthCase("DI32", "32-ch staggered", "staggered", 32, 10, args.seconds + 2, seed=0),
                      GroundTruthCase("DI384", "Neuropixels 1.0", "np1", 384, 60, args.seconds + 2, seed=0)):
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             for second in range(1, int(args.seconds) + 1):
                 interpolated.get_traces(start_frame=second * fs, end_frame=(second + 1) * fs)
             wall = time.perf_counter() - started
-            per_sample = per_cell * grid.mask.size / recording.get_num_channels()
+            per_sample = multiply_adds_per_output_sample(network, grid)
             ratio = unet_per_sample / per_sample
             print(f"{case.num_channels:>4} channels (grid {grid.shape[0]} x {grid.shape[1]}): {per_sample / 1e3:.1f} k "
                   f"multiply-adds per output sample ({ratio:.0f}x fewer than the per-frame U-Net's "

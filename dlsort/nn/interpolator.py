@@ -20,7 +20,13 @@ from torch.nn import functional
 
 
 class _CausalStack(nn.Module):
-    """Dilated 1-D convolutions over time, per grid cell (cells folded into the batch), never looking ahead."""
+    """Dilated convolutions over time, never looking ahead, on (batch, features, samples, cells) tensors.
+
+    The layers are ``Conv1d`` (one temporal kernel shared by every cell) applied as 2-D
+    convolutions of height ``temporal_kernel`` and width 1, so cells stay the innermost axis and
+    channels-last memory keeps the small feature vectors of each sample together (several times
+    faster on CPU than cells folded into the batch).
+    """
 
     def __init__(self, filters: int, dilations: tuple[int, ...], temporal_kernel: int):
         super().__init__()
@@ -33,7 +39,8 @@ class _CausalStack(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for dilation, layer in zip(self.dilations, self.layers):
-            x = torch.relu(layer(functional.pad(x, ((self.temporal_kernel - 1) * dilation, 0))))
+            padded = functional.pad(x, (0, 0, (self.temporal_kernel - 1) * dilation, 0))  # the past end only
+            x = functional.conv2d(padded, layer.weight.unsqueeze(-1), layer.bias, dilation=(dilation, 1)).relu_()
         return x
 
 
@@ -72,7 +79,7 @@ class BlindSpotInterpolator(nn.Module):
 
     def _shifted_past(self, stack: _CausalStack, x: torch.Tensor) -> torch.Tensor:
         """``stack`` output at t moved to ``t + omission + 1``: frame t then saw only frames before ``t - omission``."""
-        return functional.pad(stack(x), (self.omission + 1, 0))[..., : x.shape[-1]]
+        return functional.pad(stack(x), (0, 0, self.omission + 1, 0))[:, :, : x.shape[2]]
 
     def forward(self, traces: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Interpolated traces.
@@ -94,12 +101,15 @@ class BlindSpotInterpolator(nn.Module):
         if traces.ndim != 4:
             raise ValueError(f"traces must be (batch, samples, rows, columns), got shape {tuple(traces.shape)}")
         batch, samples, rows, columns = traces.shape
-        mask = mask.to(traces.dtype)
-        mask = mask.unsqueeze(1) if mask.ndim == 3 else mask  # broadcasts over samples
-        cells = (traces * mask).permute(0, 2, 3, 1).reshape(-1, 1, samples)  # (batch * rows * columns, 1, samples)
+        mask = mask.to(traces.dtype).reshape(-1, 1, rows * columns)  # (1 or batch, 1, cells), broadcasts over samples
+        occupied = mask.amax(dim=(0, 1)).nonzero().squeeze(1)  # the stacks skip cells that are empty in every window
+        cells = (traces.reshape(batch, samples, -1) * mask)[:, None, :, occupied]  # (batch, 1, samples, occupied)
+        cells = cells.contiguous(memory_format=torch.channels_last)
         past = self._shifted_past(self.forward_stack, cells)
-        future = self._shifted_past(self.backward_stack, cells.flip(-1)).flip(-1)
-        features = torch.cat([past, future], dim=1).reshape(batch, rows, columns, -1, samples).permute(0, 4, 3, 1, 2)
-        features = features * mask.reshape(-1, 1, 1, rows, columns)  # empty cells carry nothing into the read-out
-        output = self.readout(features.reshape(batch * samples, -1, rows, columns))
-        return output.reshape(batch, samples, rows, columns) * mask
+        future = self._shifted_past(self.backward_stack, cells.flip(2)).flip(2)
+        features = traces.new_zeros(batch, samples, rows * columns, 2 * past.shape[1])
+        features[:, :, occupied] = torch.cat([past, future], dim=1).permute(0, 2, 3, 1)
+        features = features * mask[..., None]  # cells empty in this window carry nothing into the read-out
+        # (batch * samples, features, rows, columns) in channels-last memory: the layout CPUs convolve fastest
+        output = self.readout(features.reshape(batch * samples, rows, columns, -1).permute(0, 3, 1, 2))
+        return output.reshape(batch, samples, rows * columns).mul(mask).reshape(batch, samples, rows, columns)

@@ -21,6 +21,7 @@ from dlsort.errors import DlsortInputError
 from dlsort.workers import adopt_torch_in_worker
 
 TASK = "deepinterpolation"
+BLOCK_FRAMES = 4096  # frames per forward pass: bounds the network's intermediate memory (~0.2 GB for 384 channels)
 
 
 def normalisation(recording, seed: int = 0) -> tuple[float, float]:
@@ -83,7 +84,7 @@ class DeepInterpolatedRecording(BasePreprocessor):
 
 
 class DeepInterpolatedSegment(BasePreprocessorSegment):
-    """One segment: reads the chunk with margins, interpolates it on the grid, crops the margins."""
+    """One segment: reads the chunk with margins, interpolates it on the grid block by block, crops the margins."""
 
     def __init__(self, parent_segment, network, grid, mean: float, std: float, device: str):
         BasePreprocessorSegment.__init__(self, parent_segment)
@@ -101,10 +102,13 @@ class DeepInterpolatedSegment(BasePreprocessorSegment):
         self._owner_pid = adopt_torch_in_worker(self._owner_pid)  # one torch thread per SpikeInterface worker
         traces, left, right = get_chunk_with_margin(self.parent_recording_segment, start_frame, end_frame, None,
                                                     self.margin)
-        normalised = (traces.astype("float32") - self.mean) / self.std
+        grid = torch.as_tensor(self.grid.to_grid((traces.astype("float32") - self.mean) / self.std))
+        predicted = np.empty(grid.shape, dtype="float32")
         with torch.no_grad():
-            grid = torch.as_tensor(self.grid.to_grid(normalised), device=self.device)[None]
-            predicted = self.network(grid, self.mask)[0].cpu().numpy()
+            for start in range(0, grid.shape[0], BLOCK_FRAMES):  # each block read with its context: same result
+                first, stop = max(0, start - self.margin), min(grid.shape[0], start + BLOCK_FRAMES + self.margin)
+                block = self.network(grid[first:stop].to(self.device)[None], self.mask)[0].cpu().numpy()
+                predicted[start: start + BLOCK_FRAMES] = block[start - first: start - first + BLOCK_FRAMES]
         restored = self.grid.from_grid(predicted) * self.std + self.mean
         restored = restored[left: restored.shape[0] - right]
         return restored if channel_indices is None else restored[:, channel_indices]
