@@ -197,6 +197,36 @@ def denoising_section(record: dict | None) -> list[str]:
     return lines
 
 
+def deepinterpolation_section(record: dict | None) -> list[str]:
+    """The "DeepInterpolation denoising" section from ``benchmarks/deepinterpolation_quality.py``'s result."""
+    lines = ["## DeepInterpolation denoising on hybrid recordings", ""]
+    if record is None:
+        return lines + ["Not run yet.", ""]
+    lines += [
+        "Ground-truth spikes (SpikeInterface's generator, noise-free) added to noise; every method filters the whole "
+        "recording and is scored on its second half against the clean spikes (the module docstring of "
+        "`benchmarks/deepinterpolation_quality.py` defines the scores). DeepInterpolation is the blind-spot "
+        "interpolator trained self-supervised on the first half of the same recording (as `dlsort train "
+        "deepinterpolation` does), or the model of the first case applied unchanged.",
+        "",
+    ]
+    for case in record["cases"]:
+        lines += [f"### {case['case']}: {case['channels']} channels, {case['seconds']:g} s, {case['noise']}", "",
+                  "| method | noise reduction (dB) | amplitude kept | waveform correlation |", "|---|---|---|---|"]
+        for method, values in case["methods"].items():
+            name = f"**{method}** (best linear)" if method == case["best_linear"] else method
+            lines.append(f"| {name} | {values['noise_reduction_db']:.2f} | {values['amplitude_kept']:.2f} | "
+                         f"{values['waveform_correlation']:.3f} |")
+        spikes = next(iter(case["methods"].values()))["spikes"]
+        runs = "; ".join(f"{key}: " + ", ".join(f"{name.replace('_', ' ')} {value:.3g}" for name, value in run.items()
+                                                if name != "model")
+                         for key, run in case["deepinterpolation_runs"].items())
+        lines += ["", f"{spikes} spikes scored (clean peak above 3 noise levels). DeepInterpolation runs ('self': "
+                  f"trained on the first half, 'transfer': the first case's model; seconds on 2 cores): "
+                  f"{runs or 'none'}.", ""]
+    return lines
+
+
 DETECTION_FIGURE = "detection_recall.png"
 
 
@@ -268,7 +298,7 @@ def detection_section(records: list[dict], figure: Path | None = None) -> list[s
 
 def write_report(workdir: Path, output: Path, benchmark_command: str | None = None,
                  memory_command: str | None = None, denoising_command: str | None = None,
-                 detection_command: str | None = None) -> None:
+                 detection_command: str | None = None, deepinterpolation_command: str | None = None) -> None:
     """Rewrite ``output`` from every result stored in ``workdir``.
 
     Parameters
@@ -277,14 +307,15 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         The benchmark work directory.
     output : Path
         The markdown file to write.
-    benchmark_command, memory_command, denoising_command, detection_command : str or None
+    benchmark_command, memory_command, denoising_command, detection_command, deepinterpolation_command : str or None
         Commands to record (kept from earlier calls when None).
     """
     from dlsort.groundtruth import BENCHMARK_CASES
 
     workdir = Path(workdir)
     commands = record_commands(workdir, benchmark=benchmark_command, memory=memory_command,
-                               denoising=denoising_command, detection=detection_command)
+                               denoising=denoising_command, detection=detection_command,
+                               deepinterpolation=deepinterpolation_command)
     repo = Path(__file__).resolve().parents[1]
     case_records = {case: load_json_files((workdir / case / "results").glob("*.json")) for case in CASE_ORDER}
     memory_records = load_json_files((workdir / "memory").glob("*min.json"))
@@ -310,7 +341,7 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "the dlsort rows and the memory table below used a frozen copy, see the notes at the end):",
         "",
     ]
-    lines += [f"- `{command}`" for key in ("memory", "benchmark", "denoising", "detection")
+    lines += [f"- `{command}`" for key in ("memory", "benchmark", "denoising", "detection", "deepinterpolation")
               for command in commands.get(key, [])]
     lines += [
         "",
@@ -369,6 +400,8 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     lines += [""] + denoising_section(denoising[0] if denoising else None)
     lines += detection_section(load_json_files((workdir / "detection").glob("*.json")),
                                output.parent / DETECTION_FIGURE)
+    deepinterpolation = load_json_files([workdir / "deepinterpolation" / "results.json"])
+    lines += deepinterpolation_section(deepinterpolation[0] if deepinterpolation else None)
     lines += [NOTES_MARKER]
     notes = ""
     if output.exists() and NOTES_MARKER in output.read_text():

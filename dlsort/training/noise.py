@@ -46,6 +46,18 @@ class TemporalNoise:
         noise = rng.standard_normal((num, length)).astype("float32") @ self.sqrtcov.T.astype("float32")
         return noise[:, start : start + num_samples]
 
+    def stream(self, rng: np.random.Generator, num_samples: int, num_channels: int) -> np.ndarray:
+        """(num_samples, num_channels) independent channels of noise of any length with this temporal covariance.
+
+        White noise filtered by the middle row of ``sqrtcov`` (the filter whose autocorrelation is
+        the covariance, for stationary noise).
+        """
+        from scipy.signal import fftconvolve
+
+        kernel = self.sqrtcov[len(self.sqrtcov) // 2]
+        white = rng.standard_normal((num_samples + len(kernel) - 1, num_channels))
+        return fftconvolve(white, kernel[:, None], mode="valid", axes=0)
+
     @classmethod
     def from_shared_data(cls, folder: Path | None = None) -> TemporalNoise:
         """The temporal covariance of a real Neuropixels 1.0 recording (IBL, 121 samples at 30 kHz)."""

@@ -150,11 +150,7 @@ def synthesize_patch(
     snr[large] = np.exp(rng.uniform(*np.log(large_snr), large.sum()))
 
     if rng.random() < 0.5:
-        kernel = temporal.sqrtcov[len(temporal.sqrtcov) // 2]
-        from scipy.signal import fftconvolve
-
-        white = rng.standard_normal((num_samples + len(kernel) - 1, num_channels))
-        noise = fftconvolve(white, kernel[:, None], mode="valid", axes=0)
+        noise = temporal.stream(rng, num_samples, num_channels)
     else:
         noise = _bandpass(rng.standard_normal((num_samples, num_channels)), axis=0)
     noise = noise @ spatial.sqrtcov(locations, strength=rng.uniform(0.0, 1.0)).T
