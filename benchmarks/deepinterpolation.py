@@ -9,7 +9,7 @@ saved first), builds ``deepinterpolate`` with an untrained blind-spot interpolat
 size (speed does not depend on the weights) and times ``get_traces`` over ``--seconds`` of the
 recording in 1-s chunks, on ``--threads`` torch threads, after one warm-up chunk. Prints the
 multiply-adds per output sample (per channel and frame) next to DeepInterpolation's per-frame
-U-Net (about 150 M per 384-channel frame, ``../shared/reference/dl-methods.md``), and the
+U-Net (``PerFrameUNet``, 318.6 M per 384-channel frame, counted from its layers), and the
 real-time factor (recording seconds per wall second). Run it with nothing else on the machine.
 """
 
@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-UNET_MULTIPLY_ADDS_PER_FRAME = 150e6  # DeepInterpolation's unet_single_ephys_1024, one 384-channel frame
-UNET_CHANNELS = 384
+UNET_CHANNELS = 384  # DeepInterpolation's unet_single_ephys_1024 reads one 384-channel frame on a 384 x 2 grid
 
 
 def multiply_adds_per_cell(network) -> int:
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from dlsort.geometry import probe_grid
     from dlsort.groundtruth import GroundTruthCase, generate_case
-    from dlsort.nn import BlindSpotInterpolator
+    from dlsort.nn import BlindSpotInterpolator, PerFrameUNet
     from dlsort.preprocessing import deepinterpolate
     from dlsort.training.deepinterpolation import interpolator_card
     from dlsort.training.trainer import TrainingReport, write_model
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     network = BlindSpotInterpolator()
     per_cell = multiply_adds_per_cell(network)
-    unet_per_sample = UNET_MULTIPLY_ADDS_PER_FRAME / UNET_CHANNELS
+    unet_per_sample = PerFrameUNet().multiply_adds_per_frame(UNET_CHANNELS, 2) / UNET_CHANNELS
     print(f"blind-spot interpolator {network.hyperparameters}: {per_cell} multiply-adds per grid cell and frame")
     with tempfile.TemporaryDirectory() as tmp:
         for case in (GroundTruthCase("DI32", "32-ch staggered", "staggered", 32, 10, args.seconds + 2, seed=0),
