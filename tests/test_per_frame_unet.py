@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from conftest import saved_recording
 
 from dlsort.errors import DlsortInputError
-from dlsort.geometry import probe_grid
+from dlsort.geometry import checkerboard_grid, probe_grid
 from dlsort.groundtruth import make_probe
 from dlsort.nn import PerFrameUNet, build_network
 from dlsort.preprocessing.deepinterpolation import deepinterpolate
@@ -68,20 +70,27 @@ def test_unet_is_built_from_a_model_card():
         network(torch.randn(20, 16, 2), mask)
 
 
-def test_unet_runs_inside_deepinterpolate_on_the_probe_grid(tmp_path):
+def write_unet(folder, network: PerFrameUNet, **card_fields) -> Path:
+    """``network`` as a deepinterpolation model at 30 kHz, its card completed by ``card_fields``."""
+    card = {"id": "unet-test", "task": "deepinterpolation", "version": "0.0.1",
+            "architecture": {"name": "per-frame-unet", "hyperparameters": network.hyperparameters},
+            "sampling_frequency_hz": 30_000.0, "window_ms": {"before": 0.2, "after": 0.2},
+            "geometry": {"probe_families": ["any"]}, "training_data": "untrained", "metrics": {}, "licence": "MIT",
+            **card_fields}
+    return write_model(folder, network, card)
+
+
+@pytest.mark.parametrize("layout", ["geometry", "checkerboard"])
+def test_unet_runs_inside_deepinterpolate_on_the_grid_its_card_names(tmp_path, layout):
     network = tiny_unet()
     locations = make_probe("staggered", 16).contact_positions
     traces = np.random.default_rng(0).normal(2.0, 3.0, size=(3000, 16)).astype("float32")
     recording = saved_recording(tmp_path, traces, locations)
-    card = {"id": "unet-test", "task": "deepinterpolation", "version": "0.0.1",
-            "architecture": {"name": "per-frame-unet", "hyperparameters": network.hyperparameters},
-            "sampling_frequency_hz": 30_000.0, "window_ms": {"before": 0.2, "after": 0.2},
-            "geometry": {"probe_families": ["any"]}, "training_data": "untrained", "metrics": {}, "licence": "MIT"}
-    weights = write_model(tmp_path / "model", network, card)
+    weights = write_unet(tmp_path / "model", network, grid=layout)
     mean, std = 2.0, 3.0
     denoised = deepinterpolate(recording, weights, mean=mean, std=std)
     whole = denoised.get_traces()
-    grid = probe_grid(locations)
+    grid = probe_grid(locations) if layout == "geometry" else checkerboard_grid(16)
     with torch.no_grad():
         expected = network.eval()(torch.as_tensor(grid.to_grid((traces - mean) / std))[None],
                                   torch.as_tensor(grid.mask))[0].numpy()
@@ -89,3 +98,23 @@ def test_unet_runs_inside_deepinterpolate_on_the_probe_grid(tmp_path):
     assert np.abs(whole - traces).mean() > 0.1  # it predicts, it does not copy
     for start, end in ((0, 5), (1234, 1300), (2990, 3000)):  # chunks at the edges and inside, with their margins
         np.testing.assert_allclose(denoised.get_traces(start_frame=start, end_frame=end), whole[start:end], atol=1e-5)
+
+
+def test_checkerboard_grid_is_deepinterpolations_neuropixels_layout():
+    grid = checkerboard_grid(384)
+    assert grid.shape == (384, 2) and grid.mask.sum() == 384
+    assert grid.mask[:, 0].tolist() == [True, False] * 192  # channel c at row c, column c % 2
+    assert (grid.rows[7], grid.columns[7]) == (7, 1)
+    traces = np.arange(2 * 384, dtype="float32").reshape(2, 384)
+    on_grid = grid.to_grid(traces)
+    assert on_grid[1, 10, 0] == traces[1, 10] and on_grid[1, 10, 1] == 0 and on_grid[0, 11, 1] == traces[0, 11]
+    np.testing.assert_array_equal(grid.from_grid(on_grid), traces)
+
+
+def test_a_checkerboard_model_refuses_another_channel_count(tmp_path):
+    locations = make_probe("staggered", 16).contact_positions
+    recording = saved_recording(tmp_path, np.random.default_rng(0).normal(size=(3000, 16)), locations)
+    weights = write_unet(tmp_path / "model", tiny_unet(), grid="checkerboard",
+                         geometry={"probe_families": ["neuropixels-1.0"], "min_channels": 384, "max_channels": 384})
+    with pytest.raises(DlsortInputError, match="reads 384 channels on a checkerboard .* the recording has 16"):
+        deepinterpolate(recording, weights, mean=0.0, std=1.0)
