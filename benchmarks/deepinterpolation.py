@@ -9,7 +9,7 @@ saved first), builds ``deepinterpolate`` with an untrained blind-spot interpolat
 size (speed does not depend on the weights) and times ``get_traces`` over ``--seconds`` of the
 recording in 1-s chunks, on ``--threads`` torch threads, after one warm-up chunk. Prints the
 multiply-adds per output sample (per channel and frame) next to DeepInterpolation's per-frame
-U-Net (about 150 M per 384-channel frame, ``../shared/reference/dl-methods.md``), and the
+U-Net (``PerFrameUNet``, 318.6 M per 384-channel frame, counted from its layers), and the
 real-time factor (recording seconds per wall second). Run it with nothing else on the machine.
 """
 
@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-UNET_MULTIPLY_ADDS_PER_FRAME = 150e6  # DeepInterpolation's unet_single_ephys_1024, one 384-channel frame
-UNET_CHANNELS = 384
+UNET_CHANNELS = 384  # DeepInterpolation's unet_single_ephys_1024 reads one 384-channel frame on a 384 x 2 grid
 
 
 def multiply_adds(module) -> int:
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from dlsort.geometry import probe_grid
     from dlsort.groundtruth import GroundTruthCase, generate_case
-    from dlsort.nn import BlindSpotInterpolator
+    from dlsort.nn import BlindSpotInterpolator, PerFrameUNet
     from dlsort.preprocessing import deepinterpolate
     from dlsort.training.deepinterpolation import interpolator_card
     from dlsort.training.trainer import TrainingReport, write_model
@@ -55,11 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--unet-frames", type=int, default=300,
+                        help="frames the per-frame U-Net is timed on (it is ~170x slower)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    network = BlindSpotInterpolator()
-    unet_per_sample = UNET_MULTIPLY_ADDS_PER_FRAME / UNET_CHANNELS
+    network, unet = BlindSpotInterpolator(), PerFrameUNet().eval()
+    unet_per_sample = PerFrameUNet().multiply_adds_per_frame(UNET_CHANNELS, 2) / UNET_CHANNELS
     print(f"blind-spot interpolator {network.hyperparameters}: {multiply_adds(network)} multiply-adds per grid cell "
           "and frame (the temporal stacks skip empty cells)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +84,15 @@ def main(argv: list[str] | None = None) -> None:
                   f"multiply-adds per output sample ({ratio:.0f}x fewer than the per-frame U-Net's "
                   f"{unet_per_sample / 1e3:.0f} k); real-time factor {int(args.seconds) / wall:.2f} ({wall:.1f} s for "
                   f"{int(args.seconds)} s, {args.threads} threads)")
+            mask = torch.as_tensor(grid.mask)
+            frames = torch.as_tensor(grid.to_grid(recording.get_traces(end_frame=args.unet_frames)))[None]
+            with torch.no_grad():
+                unet(frames[:, :8], mask)  # warm-up
+                started = time.perf_counter()
+                unet(frames, mask)
+            wall = time.perf_counter() - started
+            print(f"{'':>4} per-frame U-Net on the same grid: real-time factor {args.unet_frames / fs / wall:.4f} "
+                  f"({wall:.1f} s for {args.unet_frames} frames)")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Probe geometry: the family a probe belongs to (so models can say which probes they serve), and
-the placement of its channels on a rectangular grid (for networks that read the probe as an image).
+the placement of its channels on a rectangular grid (for networks that read the probe as an image):
+from the contact positions, or DeepInterpolation's fixed checkerboard.
 """
 
 from __future__ import annotations
@@ -141,3 +142,24 @@ def probe_grid(locations: np.ndarray, tolerance_um: float = 1.0) -> ProbeGrid:
         raise ValueError(f"channels {channels} share a grid cell (positions within {tolerance_um} um on both axes); "
                          "give them distinct contact positions")
     return ProbeGrid(rows, columns, (num_rows, num_columns))
+
+
+def checkerboard_grid(num_channels: int) -> ProbeGrid:
+    """DeepInterpolation's Neuropixels layout: channel c at row c and column c % 2 of a ``num_channels`` x 2 grid.
+
+    The Allen Institute's ``unet_single_ephys_1024`` reads 384 channels so, the other cell of each
+    row empty: a 2-column image approximating the staggered four-column Neuropixels 1.0 probe from
+    the channel order alone (no contact positions needed).
+
+    Parameters
+    ----------
+    num_channels : int
+
+    Returns
+    -------
+    ProbeGrid
+    """
+    if num_channels < 1:
+        raise ValueError(f"num_channels must be >= 1, got {num_channels}")
+    channels = np.arange(num_channels)
+    return ProbeGrid(channels, channels % 2, (num_channels, 2))

@@ -1,4 +1,4 @@
-"""``dlsort models ...``: search, inspect, download, verify and publish pretrained networks."""
+"""``dlsort models ...``: search, inspect, download, verify, publish and convert pretrained networks."""
 
 from __future__ import annotations
 
@@ -87,6 +87,15 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_allen(args: argparse.Namespace) -> int:
+    from dlsort.models.allen import convert_allen_h5
+
+    weights = convert_allen_h5(Path(args.file), Path(args.output), model_id=args.id, version=args.version)
+    print(f"{args.id}@{args.version}: {weights} (card {weights.parent / 'card.json'}); Allen Institute weights, "
+          "non-commercial use only")
+    return 0
+
+
 def _repo(value: str) -> str:
     if value.count("/") != 1 or not all(value.split("/")):
         raise argparse.ArgumentTypeError(f"{value!r} is not owner/name")
@@ -137,4 +146,12 @@ def add_models_parser(commands) -> None:
     publish.add_argument("--remote", default="origin", help="remote to push to (default origin)")
     publish.add_argument("--no-push", action="store_true", help="commit in the clone only")
     publish.set_defaults(handler=_publish)
+
+    convert = sub.add_parser("convert-allen", help="convert the Allen Institute's DeepInterpolation Neuropixels model "
+                                                    "(Keras .h5) into a per-frame U-Net model folder")
+    convert.add_argument("file", help="the Keras .h5 (unet_single_ephys_1024)")
+    convert.add_argument("--output", required=True, help="folder for weights.safetensors and card.json")
+    convert.add_argument("--id", default="deepinterpolation-allen-np1", help="model id of the card")
+    convert.add_argument("--version", default="1.0.0", help="model version of the card")
+    convert.set_defaults(handler=_convert_allen)
 

@@ -8,6 +8,7 @@ from dlsort.nn.denoiser import SingleChannelDenoiser
 from dlsort.nn.detector import NeighbourhoodDetector
 from dlsort.nn.interpolator import BlindSpotInterpolator
 from dlsort.nn.registry import ARCHITECTURES, build_network
+from dlsort.nn.unet import PerFrameUNet
 
-__all__ = ["ARCHITECTURES", "BlindSpotInterpolator", "NeighbourhoodDetector", "SingleChannelDenoiser",
-           "build_network"]
+__all__ = ["ARCHITECTURES", "BlindSpotInterpolator", "NeighbourhoodDetector", "PerFrameUNet",
+           "SingleChannelDenoiser", "build_network"]

@@ -8,11 +8,13 @@ from dlsort.errors import DlsortInputError
 from dlsort.nn.denoiser import SingleChannelDenoiser
 from dlsort.nn.detector import NeighbourhoodDetector
 from dlsort.nn.interpolator import BlindSpotInterpolator
+from dlsort.nn.unet import PerFrameUNet
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "single-channel-denoiser": SingleChannelDenoiser,
     "neighbourhood-detector": NeighbourhoodDetector,
     "blind-spot-interpolator": BlindSpotInterpolator,
+    "per-frame-unet": PerFrameUNet,
 }
 
 

@@ -3,8 +3,10 @@
 ``deepinterpolate(recording, model)`` returns a recording whose traces are the network's
 prediction of each frame from the frames before and after it (never from the frame itself), which
 keeps the signal shared across frames (spikes, fields) and drops noise independent between frames.
-Channels go on the probe grid (``dlsort.geometry.probe_grid``), traces are normalised by one mean
-and standard deviation for the whole probe (as in DeepInterpolation) and scaled back afterwards.
+Channels go on the probe grid (``dlsort.geometry.probe_grid``), or on DeepInterpolation's
+checkerboard when the model card says ``"grid": "checkerboard"`` (the converted Allen models);
+traces are normalised by one mean and standard deviation for the whole probe (as in
+DeepInterpolation) and scaled back afterwards.
 Chunks are read with margins of the network's context, so any chunking gives the same traces;
 within the context of the recording's first and last frame the network sees one side only.
 """
@@ -18,6 +20,7 @@ import numpy as np
 from spikeinterface.preprocessing.basepreprocessor import BasePreprocessor, BasePreprocessorSegment
 
 from dlsort.errors import DlsortInputError
+from dlsort.geometry import ProbeGrid, checkerboard_grid, probe_grid
 from dlsort.workers import adopt_torch_in_worker
 
 TASK = "deepinterpolation"
@@ -47,6 +50,38 @@ def normalisation(recording, seed: int = 0) -> tuple[float, float]:
     return float(np.mean(samples)), std
 
 
+def model_grid(card: dict, recording) -> ProbeGrid:
+    """The grid a model's card names (``"grid"``): the probe's geometry (default) or DeepInterpolation's checkerboard.
+
+    Parameters
+    ----------
+    card : dict
+        Model card of a ``"deepinterpolation"`` model.
+    recording : BaseRecording
+
+    Returns
+    -------
+    ProbeGrid
+
+    Raises
+    ------
+    DlsortInputError
+        A checkerboard model trained on another number of channels (its card's
+        ``geometry.min_channels`` to ``max_channels``) than the recording has.
+    """
+    num_channels = recording.get_num_channels()
+    if card.get("grid", "geometry") == "geometry":
+        return probe_grid(recording.get_channel_locations())
+    low, high = card["geometry"].get("min_channels", 1), card["geometry"].get("max_channels", num_channels)
+    if not low <= num_channels <= high:
+        trained = f"{low}" if low == high else f"{low} to {high}"
+        raise DlsortInputError(
+            f"model {card['id']} reads {trained} channels on a checkerboard (channel c at row c, column c % 2) but "
+            f"the recording has {num_channels}; give it the channels it was trained on, in probe order (e.g. all 384 "
+            "of a Neuropixels 1.0 probe), or train a geometry model on this probe (dlsort train deepinterpolation)")
+    return checkerboard_grid(num_channels)
+
+
 class DeepInterpolatedRecording(BasePreprocessor):
     """The traces of ``recording`` as a blind-spot network predicts them from the frames around each one.
 
@@ -63,7 +98,6 @@ class DeepInterpolatedRecording(BasePreprocessor):
     """
 
     def __init__(self, recording, model: str | Path, mean: float, std: float, device: str = "cpu"):
-        from dlsort.geometry import probe_grid
         from dlsort.models import load
         from dlsort.nn import build_network
 
@@ -75,7 +109,7 @@ class DeepInterpolatedRecording(BasePreprocessor):
                 f"model {model} was trained at {card['sampling_frequency_hz']:g} Hz but the recording is sampled at "
                 f"{recording.sampling_frequency:g} Hz; resample the recording or train a model on it")
         network = build_network(card["architecture"], tensors).to(device)
-        grid = probe_grid(recording.get_channel_locations())
+        grid = model_grid(card, recording)
         BasePreprocessor.__init__(self, recording, dtype="float32")
         for parent_segment in recording.segments:
             self.add_recording_segment(DeepInterpolatedSegment(parent_segment, network, grid, mean, std, device))
