@@ -227,6 +227,31 @@ def deepinterpolation_section(record: dict | None) -> list[str]:
     return lines
 
 
+def deepinterpolation_sorting_section(records: list[dict]) -> list[str]:
+    """The sorter with and without DeepInterpolation, from ``benchmarks/deepinterpolation_sorting.py``'s results."""
+    lines = ["## The sorter with and without DeepInterpolation", ""]
+    if not records:
+        return lines + ["Not run yet.", ""]
+    lines += [
+        "dlsort with default parameters, without and with `deepinterpolation_model` naming a blind-spot interpolator "
+        "trained (`dlsort train deepinterpolation`, self-supervised) on the case's own recording; well detected = "
+        "accuracy >= 0.8; `a/b` per SNR bin as in the case tables.",
+        "",
+        "| case | training (s) | well detected without / with | mean accuracy without / with | "
+        "wall time (s) without / with | well detected per SNR bin without | with |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for record in sorted(records, key=lambda r: r["case"]):
+        plain, interpolated = record["plain"], record["deepinterpolation"]
+        bins = [", ".join(f"{key}: {value}" for key, value in run["evaluation"]["well_detected_by_snr"].items())
+                for run in (plain, interpolated)]
+        lines.append(f"| {record['case']} | {record['training_s']:.0f} | {plain['evaluation']['well_detected']} / "
+                     f"{interpolated['evaluation']['well_detected']} | {plain['evaluation']['accuracy']:.3f} / "
+                     f"{interpolated['evaluation']['accuracy']:.3f} | {plain['wall_time_s']:.0f} / "
+                     f"{interpolated['wall_time_s']:.0f} | {bins[0]} | {bins[1]} |")
+    return lines + [""]
+
+
 DETECTION_FIGURE = "detection_recall.png"
 
 
@@ -298,7 +323,8 @@ def detection_section(records: list[dict], figure: Path | None = None) -> list[s
 
 def write_report(workdir: Path, output: Path, benchmark_command: str | None = None,
                  memory_command: str | None = None, denoising_command: str | None = None,
-                 detection_command: str | None = None, deepinterpolation_command: str | None = None) -> None:
+                 detection_command: str | None = None, deepinterpolation_command: str | None = None,
+                 deepinterpolation_sorting_command: str | None = None) -> None:
     """Rewrite ``output`` from every result stored in ``workdir``.
 
     Parameters
@@ -307,15 +333,18 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         The benchmark work directory.
     output : Path
         The markdown file to write.
-    benchmark_command, memory_command, denoising_command, detection_command, deepinterpolation_command : str or None
+    benchmark_command, memory_command, denoising_command, detection_command : str or None
         Commands to record (kept from earlier calls when None).
+    deepinterpolation_command, deepinterpolation_sorting_command : str or None
+        Likewise.
     """
     from dlsort.groundtruth import BENCHMARK_CASES
 
     workdir = Path(workdir)
     commands = record_commands(workdir, benchmark=benchmark_command, memory=memory_command,
                                denoising=denoising_command, detection=detection_command,
-                               deepinterpolation=deepinterpolation_command)
+                               deepinterpolation=deepinterpolation_command,
+                               deepinterpolation_sorting=deepinterpolation_sorting_command)
     repo = Path(__file__).resolve().parents[1]
     case_records = {case: load_json_files((workdir / case / "results").glob("*.json")) for case in CASE_ORDER}
     memory_records = load_json_files((workdir / "memory").glob("*min.json"))
@@ -341,7 +370,8 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "the dlsort rows and the memory table below used a frozen copy, see the notes at the end):",
         "",
     ]
-    lines += [f"- `{command}`" for key in ("memory", "benchmark", "denoising", "detection", "deepinterpolation")
+    lines += [f"- `{command}`" for key in ("memory", "benchmark", "denoising", "detection", "deepinterpolation",
+                                                          "deepinterpolation_sorting")
               for command in commands.get(key, [])]
     lines += [
         "",
@@ -402,6 +432,7 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
                                output.parent / DETECTION_FIGURE)
     deepinterpolation = load_json_files([workdir / "deepinterpolation" / "results.json"])
     lines += deepinterpolation_section(deepinterpolation[0] if deepinterpolation else None)
+    lines += deepinterpolation_sorting_section(load_json_files((workdir / "deepinterpolation_sorting").glob("*.json")))
     lines += [NOTES_MARKER]
     notes = ""
     if output.exists() and NOTES_MARKER in output.read_text():

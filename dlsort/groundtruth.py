@@ -37,6 +37,8 @@ class GroundTruthCase:
         Seed of every random draw.
     sampling_frequency : float
         In Hz.
+    noise_uv : float
+        Standard deviation of the generator's noise, in uV.
     """
 
     name: str
@@ -48,12 +50,14 @@ class GroundTruthCase:
     drift_um: float = 0.0
     seed: int = 42
     sampling_frequency: float = SAMPLING_FREQUENCY
+    noise_uv: float = 5.0
 
 
 BENCHMARK_CASES: dict[str, GroundTruthCase] = {
     "S": GroundTruthCase("S", "32-ch 3-column staggered probe, 20 units", "staggered", 32, 20, 120.0),
     "M": GroundTruthCase("M", "64 ch of Neuropixels 1.0, 40 units", "np1", 64, 40, 120.0),
     "D": GroundTruthCase("D", "M with a +-15 um zigzag drift", "np1", 64, 40, 120.0, drift_um=15.0),
+    "L": GroundTruthCase("L", "M with the noise doubled (10 uV): low SNR", "np1", 64, 40, 120.0, noise_uv=10.0),
 }
 # Probe families and a sampling rate the shipped networks were not trained on.
 GENERALIZATION_CASES: dict[str, GroundTruthCase] = {
@@ -133,7 +137,7 @@ def generate_case(case: GroundTruthCase):
     Returns
     -------
     recording : BaseRecording
-        float32 traces in uV (noise ~5 uV rms) with a probe attached.
+        float32 traces in uV (noise ``case.noise_uv`` rms) with a probe attached.
     sorting : BaseSorting
         The ground truth.
     """
@@ -148,7 +152,7 @@ def generate_case(case: GroundTruthCase):
         num_units=case.num_units,
         probe=probe,
         generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
-        noise_kwargs=dict(noise_levels=5.0, strategy="tile_pregenerated"),
+        noise_kwargs=dict(noise_levels=case.noise_uv, strategy="tile_pregenerated"),
         generate_unit_locations_kwargs=dict(margin_um=10.0, minimum_z=5.0, maximum_z=45.0, minimum_distance=20),
         seed=case.seed,
     )
@@ -174,7 +178,7 @@ def _generate_drifting(case: GroundTruthCase, probe):
             ],
         ),
         generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
-        generate_noise_kwargs=dict(noise_levels=(5.0, 6.0), spatial_decay=25.0),
+        generate_noise_kwargs=dict(noise_levels=(case.noise_uv, 1.2 * case.noise_uv), spatial_decay=25.0),
         seed=case.seed,
     )
     return drifting, sorting

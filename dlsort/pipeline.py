@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from spikeinterface.core import NumpySorting, Templates, get_noise_levels
@@ -90,7 +91,7 @@ def interpolation_models(model: str | None) -> list[dict]:
     return [] if model is None else [resolve_model(model, TASK).provenance()]
 
 
-def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
+def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path | None = None) -> PipelineResult:
     """Sort a recording with validated dlsort parameters.
 
     Parameters
@@ -101,6 +102,9 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         Validated parameters (see ``dlsort.params.DEFAULT_PARAMS``).
     job_kwargs : dict
         SpikeInterface job kwargs (``n_jobs``, ``chunk_duration``, ``progress_bar``).
+    scratch_folder : Path or None, default: None
+        Where intermediate traces may be written (DeepInterpolation's, computed once; see
+        ``dlsort.preprocessing.preprocess``); the caller removes it afterwards.
 
     Returns
     -------
@@ -119,6 +123,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict) -> PipelineResult:
         job_kwargs=job_kwargs,
         deepinterpolation_model=p["deepinterpolation_model"],
         device=device,
+        scratch_folder=scratch_folder,
     )
     noise_levels = get_noise_levels(
         rec,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 from spikeinterface.sorters import BaseSorter
@@ -11,6 +12,7 @@ from dlsort.params import DEFAULT_PARAMS, PARAMS_DESCRIPTION
 
 SORTING_FOLDER = "sorting"
 TEMPLATES_FILE = "templates.npy"
+SCRATCH_FOLDER = "scratch"  # intermediate traces during a sort (DeepInterpolation's), removed at its end
 
 
 def job_kwargs_from_params(params: dict) -> dict:
@@ -111,7 +113,11 @@ class DlsortSorter(BaseSorter):
         recording = cls.load_recording_from_folder(sorter_output_folder.parent, with_warnings=False)
         device = resolve_device(params["device"])
         startup = wait_for_startup()  # in an image: the models its start-up pulled, or why it fell back
-        result = run_pipeline(recording, params, job_kwargs_from_params(params))
+        scratch = sorter_output_folder / SCRATCH_FOLDER
+        try:
+            result = run_pipeline(recording, params, job_kwargs_from_params(params), scratch_folder=scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         result.sorting.save(folder=sorter_output_folder / SORTING_FOLDER, overwrite=True)
         np.save(sorter_output_folder / TEMPLATES_FILE, result.templates.get_dense_templates())
         provenance = build_provenance(

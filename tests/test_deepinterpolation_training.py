@@ -122,3 +122,18 @@ def test_the_sorter_deepinterpolates_before_detection_and_records_the_model(tiny
     assert runs["interpolated"]["models"][0] == resolve_model(weights, "deepinterpolation").provenance()
     assert [model["task"] for model in runs["plain"]["models"]] == ["detector", "denoiser"]
     assert runs["interpolated"]["num_peaks"] != runs["plain"]["num_peaks"]  # detection saw other traces
+    assert not (tmp_path / "interpolated" / "sorter_output" / "scratch").exists()  # its cached traces are removed
+
+
+def test_preprocess_writes_the_interpolated_traces_once_to_a_scratch_folder(trained, tmp_path):
+    from spikeinterface.core import BinaryFolderRecording
+
+    from dlsort.preprocessing import preprocess
+
+    recording, _, weights, _, _ = trained
+    lazy = preprocess(recording, deepinterpolation_model=weights)
+    cached = preprocess(recording, deepinterpolation_model=weights, scratch_folder=tmp_path,
+                        job_kwargs=dict(n_jobs=1, progress_bar=False))
+    assert isinstance(cached, BinaryFolderRecording) and (tmp_path / "deepinterpolated").is_dir()
+    np.testing.assert_allclose(cached.get_traces(start_frame=5000, end_frame=9000),
+                               lazy.get_traces(start_frame=5000, end_frame=9000), atol=1e-4)

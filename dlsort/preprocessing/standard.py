@@ -55,6 +55,7 @@ def preprocess(
     job_kwargs: dict | None = None,
     deepinterpolation_model: str | Path | None = None,
     device: str = "cpu",
+    scratch_folder: Path | None = None,
 ):
     """Band-pass filter, common-median reference, optionally DeepInterpolate and motion-correct a recording.
 
@@ -77,6 +78,10 @@ def preprocess(
         (``dlsort.preprocessing.deepinterpolation``); None skips it.
     device : str, default: "cpu"
         Where DeepInterpolation runs.
+    scratch_folder : Path or None, default: None
+        Where to write the DeepInterpolated traces once (``<folder>/deepinterpolated``, float32, as
+        large as the recording), so that the sorter's later passes read them instead of running
+        the network again; None keeps DeepInterpolation lazy (recomputed by every pass).
 
     Returns
     -------
@@ -98,6 +103,8 @@ def preprocess(
         from dlsort.preprocessing.deepinterpolation import deepinterpolate
 
         out = deepinterpolate(out, deepinterpolation_model, device=device)
+        if scratch_folder is not None:
+            out = out.save(folder=Path(scratch_folder) / "deepinterpolated", overwrite=True, **dict(job_kwargs or {}))
     preset = resolve_motion_correction(recording, motion_correction)
     if preset is not None:
         estimate_motion_kwargs = BOUNDED_MOTION_ESTIMATION.get(preset, {})
