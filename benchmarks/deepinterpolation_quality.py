@@ -117,15 +117,14 @@ def scores(filtered: np.ndarray, noisy: np.ndarray, clean: np.ndarray, frames: n
 
 def deepinterpolated(recording, training_part, model_path: Path | None, folder: Path) -> tuple[np.ndarray, dict]:
     """``recording`` through DeepInterpolation, trained on ``training_part`` unless ``model_path`` is given."""
-    from dlsort.preprocessing.deepinterpolation import deepinterpolate, normalisation
+    from dlsort.preprocessing.deepinterpolation import deepinterpolate
     from dlsort.training.deepinterpolation import interpolator_card, train_interpolator
     from dlsort.training.trainer import write_model
 
     info = {}
     if model_path is None:
-        mean, std = normalisation(training_part)
         window = 256 if training_part.get_num_samples() >= 20 * 256 else 128
-        network, report = train_interpolator(training_part, mean, std, window=window, progress_bar=False)
+        network, report = train_interpolator(training_part, window=window, progress_bar=False)
         card = interpolator_card(network, training_part, "di-benchmark", "0.0.0", "the benchmark recording", report)
         model_path = write_model(folder, network, card)
         info = {"training_seconds": round(report.seconds, 1), "epochs": report.epochs,

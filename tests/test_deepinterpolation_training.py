@@ -12,6 +12,7 @@ from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
 from dlsort.preprocessing.deepinterpolation import deepinterpolate, normalisation
 from dlsort.training.deepinterpolation import interpolator_card, train_interpolator
+from dlsort.training.noise import shared_data_dir
 from dlsort.training.trainer import write_model
 
 FS = 30_000.0
@@ -36,8 +37,7 @@ def trained(tmp_path_factory):
     clean, noisy = smooth_signal_plus_white_noise(int(20 * FS), 16)
     recording = saved_recording(folder / "recording", noisy, locations, FS)
     mean, std = normalisation(recording)
-    network, report = train_interpolator(recording, mean, std, num_windows=240, window=128, max_epochs=10,
-                                         progress_bar=False)
+    network, report = train_interpolator(recording, num_windows=240, window=128, max_epochs=10, progress_bar=False)
     card = interpolator_card(network, recording, "interp-test", "0.1.0", "test signal", report)
     weights = write_model(folder / "model", network, card)
     return recording, clean, weights, (mean, std), report
@@ -82,7 +82,7 @@ def test_bad_input_is_refused(trained, tmp_path):
     with pytest.raises(DlsortInputError, match="constant"):
         normalisation(NumpyRecording([np.zeros((30_000, 16), "float32")], FS))
     with pytest.raises(DlsortInputError, match="no frame with its full context"):
-        train_interpolator(recording, mean, std, window=64)
+        train_interpolator(recording, window=64)
 
 
 def test_train_command_writes_a_model_the_preprocessor_loads(trained, tmp_path, capsys):
@@ -91,8 +91,6 @@ def test_train_command_writes_a_model_the_preprocessor_loads(trained, tmp_path, 
     from dlsort.cli import main
 
     recording, _, _, _, _ = trained
-    assert main(["train", "deepinterpolation", "--output", str(tmp_path / "m"), "--quiet"]) == 2
-    assert "needs --recording" in capsys.readouterr().err
     output = tmp_path / "model"
     assert main(["train", "deepinterpolation", "--recording", folder_of(recording), "--output", str(output),
                  "--windows", "40", "--epochs", "2", "--quiet", "--id", "interp-cli"]) == 0
@@ -104,14 +102,44 @@ def test_train_command_writes_a_model_the_preprocessor_loads(trained, tmp_path, 
     assert np.isfinite(denoised.get_traces(start_frame=0, end_frame=500)).all()
 
 
+def test_one_network_learns_from_recordings_of_several_geometries(trained, tmp_path):
+    recording, clean, _, _, _ = trained
+    staggered = make_probe("staggered", 12).contact_positions
+    other = saved_recording(tmp_path / "staggered", clean[:300_000, :12] + np.random.default_rng(1).normal(
+        size=(300_000, 12)).astype("float32"), staggered, FS)
+    network, report = train_interpolator([recording, other], num_windows=120, window=128, max_epochs=3,
+                                         progress_bar=False)
+    assert report.best_validation_loss < report.history[0]["train_loss"]
+    card = interpolator_card(network, [recording, other], "interp-two", "0.1.0", "two probes", report)
+    assert card["geometry"]["probe_families"] == ["neuropixels-2.0", "polytrode"]
+    weights = write_model(tmp_path / "two", network, card)
+    for each in (recording, other):  # grids 8 x 2 and 6 x 3 were padded to 8 x 3 in training; each runs on its own
+        traces = deepinterpolate(each, weights).get_traces(start_frame=0, end_frame=2000)
+        assert traces.shape == (2000, each.get_num_channels()) and np.isfinite(traces).all()
+    at_20k = saved_recording(tmp_path / "20k", clean[:60_000], make_probe("np2", 16).contact_positions, 20_000.0)
+    with pytest.raises(DlsortInputError, match="one model serves one rate"):
+        train_interpolator([recording, at_20k], window=128)
+
+
+@pytest.mark.skipif(not (shared_data_dir() / "ibl_np1_noise_temporal_sqrtcov_121.npy").exists(),
+                    reason="the shared Neuropixels noise statistics are absent (set DLSORT_SHARED_DATA)")
+def test_train_command_without_a_recording_learns_from_synthetic_neuropixels_hybrids(tmp_path, capsys):
+    from dlsort.cli import main
+
+    output = tmp_path / "synthetic"
+    assert main(["train", "deepinterpolation", "--probes", "np1", "np2", "--output", str(output), "--windows", "40",
+                 "--epochs", "1", "--quiet", "--id", "interp-synthetic"]) == 0
+    card = json.loads((output / "card.json").read_text())
+    assert card["geometry"]["probe_families"] == ["neuropixels-1.0", "neuropixels-2.0"]
+    assert "synthetic hybrid recordings" in card["training_data"] and "np1, np2" in card["training_data"]
+
+
 def test_the_sorter_deepinterpolates_before_detection_and_records_the_model(tiny_recording, tmp_path):
     import spikeinterface.sorters as ss
 
     from dlsort.models import resolve_model
 
-    mean, std = normalisation(tiny_recording)
-    network, report = train_interpolator(tiny_recording, mean, std, num_windows=60, window=128, max_epochs=2,
-                                         progress_bar=False)
+    network, report = train_interpolator(tiny_recording, num_windows=60, window=128, max_epochs=2, progress_bar=False)
     weights = write_model(tmp_path / "model", network,
                           interpolator_card(network, tiny_recording, "interp-tiny", "0.1.0", "tiny", report))
     runs = {}

@@ -158,37 +158,59 @@ def _train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+SYNTHETIC_SECONDS = 40.0  # length of each synthetic hybrid recording the shipped interpolators learn from
+
+
 def _train_deepinterpolation(args: argparse.Namespace) -> int:
     from dlsort.cli import read_recording
     from dlsort.models import load
     from dlsort.nn import build_network
     from dlsort.params import DEFAULT_PARAMS
     from dlsort.preprocessing import preprocess
-    from dlsort.preprocessing.deepinterpolation import TASK, normalisation
-    from dlsort.training.deepinterpolation import interpolator_card, train_interpolator
+    from dlsort.preprocessing.deepinterpolation import TASK
+    from dlsort.training.deepinterpolation import ARCHITECTURE, interpolator_card, train_interpolator
     from dlsort.training.trainer import write_model
 
-    if args.recording is None:
-        raise DlsortInputError("dlsort train deepinterpolation needs --recording: it learns from the recording itself")
     device = _setup(args)
-    recording = preprocess(read_recording(Path(args.recording)), DEFAULT_PARAMS["freq_min"],
-                           DEFAULT_PARAMS["freq_max"], DEFAULT_PARAMS["common_reference"])
-    start, training_data = None, f"{Path(args.recording).name}, band-passed and median-referenced as dlsort does"
+    if args.recording is not None:
+        recordings = [preprocess(read_recording(Path(args.recording)), DEFAULT_PARAMS["freq_min"],
+                                 DEFAULT_PARAMS["freq_max"], DEFAULT_PARAMS["common_reference"])]
+        training_data = f"{Path(args.recording).name}, band-passed and median-referenced as dlsort does"
+    else:
+        recordings, training_data = _synthetic_hybrids(args.probes, args.seed)
+    start = None
     if args.start_from is not None:
         tensors, card, model_file = load(args.start_from, task=TASK)
+        if card["architecture"]["name"] != ARCHITECTURE:
+            raise DlsortInputError(f"{model_file.id} is a {card['architecture']['name']}; dlsort train "
+                                   f"deepinterpolation fine-tunes {ARCHITECTURE} models only")
         start = build_network(card["architecture"], tensors)
         training_data += f", fine-tuned from {model_file.id}"
     sizes = _sizes(args, TASK, start is not None)
-    mean, std = normalisation(recording, seed=args.seed)
-    network, report = train_interpolator(recording, mean, std, start_from=start, minutes=args.minutes,
+    network, report = train_interpolator(recordings, start_from=start, minutes=args.minutes,
                                          num_windows=sizes["windows"], max_epochs=sizes["epochs"], seed=args.seed,
                                          device=device, max_seconds=args.max_seconds, progress_bar=not args.quiet)
-    card = interpolator_card(network, recording, args.id, args.version, training_data, report)
+    card = interpolator_card(network, recordings, args.id, args.version, training_data, report)
     weights = write_model(Path(args.output), network.cpu(), card)
     print(f"dlsort: {args.id}@{args.version} written to {weights.parent} ({report.epochs} epochs, "
           f"{report.seconds:.0f} s); held-out loss {report.best_validation_loss:.4f} (normalised units); use it with "
           f"dlsort.preprocessing.deepinterpolate(recording, {str(weights)!r})")
     return 0
+
+
+def _synthetic_hybrids(probes: list[str], seed: int) -> tuple[list, str]:
+    """One synthetic hybrid recording per probe kind (64 channels, 40 units, real Neuropixels noise statistics)."""
+    from dlsort.groundtruth import make_probe
+    from dlsort.training.hybrid import hybrid_recording
+
+    recordings = []
+    for index, kind in enumerate(probes):
+        hybrid = hybrid_recording(make_probe(kind, 64), 40, SYNTHETIC_SECONDS, 5.0, seed=seed + index)
+        recordings.append(hybrid.recording)
+    description = (f"synthetic hybrid recordings, {SYNTHETIC_SECONDS:g} s each, 64 channels of {', '.join(probes)} "
+                   f"probes: SpikeInterface generator spikes (40 units) on noise with the temporal and spatial "
+                   f"correlation of real Neuropixels 1.0 noise, 5 uV rms ({hybrid.noise_source})")
+    return recordings, description
 
 
 def _common_arguments(parser: argparse.ArgumentParser, task: str, recording_help: str) -> None:
@@ -250,5 +272,8 @@ def add_train_parser(commands) -> None:
              "fine-tuned --from a model",
     )
     _common_arguments(deepinterpolation, "deepinterpolation",
-                      "the recording to learn from (required; any `dlsort sort` input)")
+                      "the recording to learn from (any `dlsort sort` input); without it, synthetic hybrid recordings "
+                      "of --probes with real Neuropixels noise statistics (how the shipped models are trained)")
+    deepinterpolation.add_argument("--probes", nargs="+", default=["np1"], choices=("np1", "np2", "staggered"),
+                                   help="probe layouts of the synthetic recordings without --recording (default np1)")
     deepinterpolation.set_defaults(handler=_train_deepinterpolation)

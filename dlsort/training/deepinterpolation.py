@@ -38,7 +38,7 @@ class CroppedMSE(nn.Module):
 
 def training_windows(recording, grid, mean: float, std: float, num_windows: int, window: int, minutes: float,
                      seed: int) -> np.ndarray:
-    """``num_windows`` random windows of the first ``minutes`` of segment 0, normalised, on the grid.
+    """``num_windows`` random windows of the first ``minutes`` of segment 0, normalised, on the grid, in time order.
 
     Returns
     -------
@@ -57,10 +57,14 @@ def training_windows(recording, grid, mean: float, std: float, num_windows: int,
     return windows
 
 
+def _padded(arrays: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """Arrays whose last two axes are grids, zero-padded (bottom, right) to ``shape`` and concatenated."""
+    return np.concatenate([np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, shape[0] - a.shape[-2]),
+                                                               (0, shape[1] - a.shape[-1])]) for a in arrays])
+
+
 def train_interpolator(
-    recording,
-    mean: float,
-    std: float,
+    recordings,
     start_from: BlindSpotInterpolator | None = None,
     minutes: float = 10.0,
     num_windows: int = 1000,
@@ -72,18 +76,19 @@ def train_interpolator(
     max_seconds: float | None = None,
     progress_bar: bool = True,
 ) -> tuple[BlindSpotInterpolator, TrainingReport]:
-    """Train (or fine-tune) a blind-spot interpolator on ``recording``; windows from its last tenth are held out.
+    """Train (or fine-tune) a blind-spot interpolator on recordings; windows from each one's last tenth are held out.
 
     Parameters
     ----------
-    recording : BaseRecording
-        Preprocessed as it will be at inference, with channel locations.
-    mean, std : float
-        Normalisation (``dlsort.preprocessing.deepinterpolation.normalisation``).
+    recordings : BaseRecording or list of BaseRecording
+        Preprocessed as they will be at inference, with channel locations. Each is normalised by
+        its own mean and standard deviation (``normalisation``) and gives an equal share of the
+        windows; grids of different probes are padded to a common shape, the padding masked
+        like empty cells, so one network learns from several geometries.
     start_from : BlindSpotInterpolator or None
         A trained network to fine-tune; None trains from scratch.
     minutes : float, default: 10.0
-        Windows come from the first ``minutes`` of the recording.
+        Windows come from the first ``minutes`` of each recording.
     num_windows : int, default: 1000
     window : int, default: 256
         Frames per window; must exceed twice the network's context plus blind spot.
@@ -95,26 +100,44 @@ def train_interpolator(
     network : BlindSpotInterpolator
     report : TrainingReport
     """
+    from dlsort.preprocessing.deepinterpolation import normalisation
+
+    recordings = list(recordings) if isinstance(recordings, list | tuple) else [recordings]
+    rates = {recording.sampling_frequency for recording in recordings}
+    if len(rates) > 1:
+        raise DlsortInputError(f"the recordings are sampled at {sorted(rates)} Hz; one model serves one rate: "
+                               "resample them or train one model per rate")
     torch.manual_seed(seed)  # before the network is built: its initial weights depend on the seed only
     network = start_from if start_from is not None else BlindSpotInterpolator()
     margin = network.context + network.omission + 1
     if window <= 2 * margin:
         raise DlsortInputError(f"window={window} leaves no frame with its full context (needs > {2 * margin})")
-    grid = probe_grid(recording.get_channel_locations())
-    windows = training_windows(recording, grid, mean, std, num_windows, window, minutes, seed)
-    num_validation = max(1, num_windows // 10)  # windows are sorted by time: the last ones are held out
-    masks = np.repeat(grid.mask[None].astype("float32"), num_windows, axis=0)
-    train, held_out = slice(0, num_windows - num_validation), slice(num_windows - num_validation, num_windows)
-    report = fit(network, (windows[train], masks[train]), windows[train], (windows[held_out], masks[held_out]),
-                 windows[held_out], CroppedMSE(margin), max_epochs=max_epochs, batch_size=batch_size,
-                 device=device, seed=seed, progress_bar=progress_bar, max_seconds=max_seconds)
+    parts = {"train": ([], []), "held_out": ([], [])}
+    for index, recording in enumerate(recordings):
+        grid = probe_grid(recording.get_channel_locations())
+        count = max(2, num_windows // len(recordings))
+        windows = training_windows(recording, grid, *normalisation(recording, seed=seed), count, window, minutes,
+                                   seed + index)
+        masks = np.repeat(grid.mask[None].astype("float32"), count, axis=0)
+        num_held_out = max(1, count // 10)  # windows are in time order: the last ones are held out
+        for name, part in (("train", slice(0, count - num_held_out)), ("held_out", slice(count - num_held_out, None))):
+            parts[name][0].append(windows[part])
+            parts[name][1].append(masks[part])
+    shape = tuple(max(masks.shape[-2 + axis] for masks in parts["train"][1]) for axis in range(2))
+    (train, train_masks), (held_out, held_out_masks) = ((_padded(w, shape), _padded(m, shape))
+                                                        for w, m in parts.values())
+    report = fit(network, (train, train_masks), train, (held_out, held_out_masks), held_out, CroppedMSE(margin),
+                 max_epochs=max_epochs, batch_size=batch_size, device=device, seed=seed, progress_bar=progress_bar,
+                 max_seconds=max_seconds)
     return network, report
 
 
-def interpolator_card(network: BlindSpotInterpolator, recording, model_id: str, version: str, training_data: str,
+def interpolator_card(network: BlindSpotInterpolator, recordings, model_id: str, version: str, training_data: str,
                       report: TrainingReport) -> dict:
-    """The model card of a trained interpolator (schema: ``dlsort/models/catalog.schema.json``)."""
-    fs = recording.sampling_frequency
+    """The model card of an interpolator trained on ``recordings`` (one or a list; schema: ``catalog.schema.json``)."""
+    recordings = list(recordings) if isinstance(recordings, list | tuple) else [recordings]
+    fs = recordings[0].sampling_frequency
+    families = sorted({probe_family(recording.get_channel_locations()) for recording in recordings})
     context_ms = 1000.0 * (network.context + network.omission) / fs
     return {
         "id": model_id,
@@ -128,7 +151,7 @@ def interpolator_card(network: BlindSpotInterpolator, recording, model_id: str, 
                                                                        "dilations"])}},
         "sampling_frequency_hz": fs,
         "window_ms": {"before": round(context_ms, 4), "after": round(context_ms, 4)},
-        "geometry": {"probe_families": [probe_family(recording.get_channel_locations())]},
+        "geometry": {"probe_families": families},
         "training_data": training_data,
         "metrics": {"best_validation_loss": report.best_validation_loss, "epochs": report.epochs,
                     "best_epoch": report.best_epoch, "training_seconds": round(report.seconds, 1)},
