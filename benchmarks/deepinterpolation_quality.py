@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/deepinterpolation_quality.py [--seconds 60] [--workdir benchmarks/work]
-        [--output docs/benchmarks.md]
+    PYTHONPATH=. python benchmarks/deepinterpolation_quality.py [--seconds 60] [--models ID_OR_FILE ...]
+        [--no-self-training] [--workdir benchmarks/work] [--output docs/benchmarks.md]
 
 Hybrid recordings (``dlsort.training.hybrid``: SpikeInterface's ground-truth spikes, noise-free, added
 to noise) whose clean part is known:
@@ -11,15 +11,17 @@ to noise) whose clean part is known:
 - ``NP 5 uV``: 64 channels of Neuropixels 1.0, 40 units, synthetic noise with the temporal and
   spatial correlation of real Neuropixels 1.0 noise (``../shared/data``), 5 uV rms;
 - ``NP 10 uV``: the same spikes with the noise doubled (low SNR);
+- ``NP2 5 uV``: 64 channels of a Neuropixels 2.0 layout (2 columns), same noise;
 - ``real snippet``: the real 10-channel Neuropixels 1.0 snippet of ``../shared/data`` (0.33 s) with
   spikes added, scaled so that their SNR matches the 5-uV case.
 
 Each method filters the whole recording; the scores use the second half (DeepInterpolation is
 trained, self-supervised, on the first half of the same recording, as a user would run
 ``dlsort train deepinterpolation`` on theirs; on the snippet, too short for that, the model of
-``NP 5 uV`` is applied as well). Scores: noise reduction = 10 log10 of the mean squared error to
-the clean signal before over after; amplitude kept = the filtered value at each clean spike's
-peak (main channel) over the clean peak, summed over spikes; waveform correlation = Pearson
+``NP 5 uV`` is applied as well), unless ``--no-self-training``; every model of ``--models`` (the
+shipped ones, for example) is applied to every case as well. Scores: noise reduction = 10 log10
+of the mean squared error to the clean signal before over after; amplitude kept = the filtered
+value at each clean spike's peak (main channel) over the clean peak, summed over spikes; waveform correlation = Pearson
 correlation of the filtered and clean main-channel waveform (-1 to +2 ms), averaged over spikes.
 Amplitude and correlation use spikes whose clean peak exceeds 3 noise standard deviations.
 Linear filters: Gaussian low-pass with -3 dB cut-off at 2 to 6 kHz, and a Wiener filter whose
@@ -135,8 +137,12 @@ def deepinterpolated(recording, training_part, model_path: Path | None, folder: 
     return traces, {**info, "model": str(model_path)}
 
 
-def evaluate_case(name: str, hybrid, folder: Path, transfer_model: Path | None) -> tuple[dict, Path | None]:
-    """Every method on one hybrid recording; returns its record and the self-trained model."""
+def evaluate_case(name: str, hybrid, folder: Path, models: dict[str, Path | str], self_training: bool
+                  ) -> tuple[dict, Path | None]:
+    """Every method on one hybrid recording; returns its record and the self-trained model.
+
+    ``models`` maps a label ("model of NP 5 uV", a catalog id) to a model applied unchanged.
+    """
     recording, clean = hybrid.recording, hybrid.clean
     noisy = recording.get_traces()
     half = noisy.shape[0] // 2
@@ -153,13 +159,13 @@ def evaluate_case(name: str, hybrid, folder: Path, transfer_model: Path | None) 
     methods["Wiener (fitted on the recording)"] = score(wiener_filter(noisy))
     runs = {}
     own_model = None
-    if half >= 20 * 256:  # enough frames to train on the first half
+    if self_training and half >= 20 * 256:  # enough frames to train on the first half
         traces, runs["self"] = deepinterpolated(recording, recording.frame_slice(0, half), None, folder / "self")
         methods["DeepInterpolation, trained on the first half"] = score(traces)
         own_model = Path(runs["self"]["model"])
-    if transfer_model is not None:
-        traces, runs["transfer"] = deepinterpolated(recording, None, transfer_model, folder)
-        methods["DeepInterpolation, model of NP 5 uV"] = score(traces)
+    for label, model in models.items():
+        traces, runs[label] = deepinterpolated(recording, None, model, folder)
+        methods[f"DeepInterpolation, {label}"] = score(traces)
     linear = [m for m in methods if not m.startswith("DeepInterpolation")]
     best_linear = max(linear, key=lambda m: methods[m]["noise_reduction_db"])
     record = {"case": name, "noise": hybrid.noise_source, "channels": int(noisy.shape[1]),
@@ -177,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the synthetic-noise hybrids")
+    parser.add_argument("--models", nargs="*", default=[], help="models applied unchanged to every case")
+    parser.add_argument("--no-self-training", dest="self_training", action="store_false",
+                        help="skip training a model on each case's first half")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
@@ -186,12 +195,16 @@ def main(argv: list[str] | None = None) -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     probe = make_probe("np1", 64)
     quiet = hybrid_recording(probe, 40, args.seconds, 5.0, seed=7)
-    records = []
-    record, base_model = evaluate_case("NP 5 uV", quiet, folder / "np5", None)
-    records.append(record)
+    models = {model: model for model in args.models}
+    record, base_model = evaluate_case("NP 5 uV", quiet, folder / "np5", models, args.self_training)
+    records = [record]
+    if base_model is not None:
+        models["model of NP 5 uV"] = base_model
     noise = neuropixels_noise(np.random.default_rng(8), quiet.clean.shape[0], probe.contact_positions, 10.0)
     loud = hybrid_recording(probe, 40, args.seconds, noise, seed=7, noise_source="NP noise 10 uV rms")
-    records.append(evaluate_case("NP 10 uV", loud, folder / "np10", base_model)[0])
+    records.append(evaluate_case("NP 10 uV", loud, folder / "np10", models, args.self_training)[0])
+    two_columns = hybrid_recording(make_probe("np2", 64), 40, args.seconds, 5.0, seed=10)
+    records.append(evaluate_case("NP2 5 uV", two_columns, folder / "np2", models, args.self_training)[0])
     snippet, locations = neuropixels_snippet()
     from probeinterface import Probe
 
@@ -201,11 +214,13 @@ def main(argv: list[str] | None = None) -> None:
     level = float(np.median(np.abs(snippet), axis=0).mean() / 0.6744897501960817)
     real = hybrid_recording(snippet_probe, 6, snippet.shape[0] / FS, snippet, seed=9, spike_scale=level / 5.0,
                             noise_source=f"the real Neuropixels snippet ({level:.1f} uV noise level)")
-    records.append(evaluate_case("real snippet", real, folder / "snippet", base_model)[0])
+    records.append(evaluate_case("real snippet", real, folder / "snippet", models, args.self_training)[0])
     result = {"dlsort_git": dlsort_source(), "started_utc": started, "cases": records}
     (folder / "results.json").write_text(json.dumps(result, indent=1))
-    command = "python benchmarks/deepinterpolation_quality.py" + (
-        f" --seconds {args.seconds:g}" if args.seconds != 60.0 else "")
+    command = " ".join(["python benchmarks/deepinterpolation_quality.py"]
+                       + ([f"--seconds {args.seconds:g}"] if args.seconds != 60.0 else [])
+                       + ([f"--models {' '.join(args.models)}"] if args.models else [])
+                       + ([] if args.self_training else ["--no-self-training"]))
     write_report(args.workdir, args.output, deepinterpolation_command=command)
     for record in records:
         for method, values in record["methods"].items():

@@ -207,7 +207,7 @@ def deepinterpolation_section(record: dict | None) -> list[str]:
         "recording and is scored on its second half against the clean spikes (the module docstring of "
         "`benchmarks/deepinterpolation_quality.py` defines the scores). DeepInterpolation is the blind-spot "
         "interpolator trained self-supervised on the first half of the same recording (as `dlsort train "
-        "deepinterpolation` does), or the model of the first case applied unchanged.",
+        "deepinterpolation` does), or a model applied unchanged: the first case's, or a shipped one.",
         "",
     ]
     for case in record["cases"]:
@@ -222,7 +222,7 @@ def deepinterpolation_section(record: dict | None) -> list[str]:
                                                 if name != "model")
                          for key, run in case["deepinterpolation_runs"].items())
         lines += ["", f"{spikes} spikes scored (clean peak above 3 noise levels). DeepInterpolation runs ('self': "
-                  f"trained on the first half, 'transfer': the first case's model; seconds on 2 cores): "
+                  f"trained on the first half, else the model applied unchanged; seconds on 2 cores): "
                   f"{runs or 'none'}.", ""]
     return lines
 

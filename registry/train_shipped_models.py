@@ -24,6 +24,12 @@ SHIPPED = {
                          "--epochs", "30", "--seed", "0", "--device", "cpu", "--quiet"],
     "detector-generic": ["detector", "--id", "detector-generic", "--version", "1.1.0", "--patches", "300",
                          "--examples", "150000", "--epochs", "20", "--seed", "0", "--device", "cpu", "--quiet"],
+    "deepinterpolation-np1": ["deepinterpolation", "--id", "deepinterpolation-np1", "--version", "1.0.0", "--probes",
+                              "np1", "--windows", "1000", "--epochs", "20", "--seed", "0", "--device", "cpu",
+                              "--quiet"],
+    "deepinterpolation-generic": ["deepinterpolation", "--id", "deepinterpolation-generic", "--version", "1.0.0",
+                                  "--probes", "np1", "np2", "staggered", "--windows", "1500", "--epochs", "20",
+                                  "--seed", "0", "--device", "cpu", "--quiet"],
 }
 
 
