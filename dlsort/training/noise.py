@@ -17,9 +17,17 @@ import numpy as np
 
 
 def shared_data_dir() -> Path:
-    """``DLSORT_SHARED_DATA`` or ``../shared/data`` next to the repository."""
+    """``DLSORT_SHARED_DATA``, else ``shared/data`` beside the source checkout or beside the working directory.
+
+    The second candidate serves a source tree, the third an installed package run from the
+    repository's root; when neither exists the first is returned (for the error message).
+    """
     configured = os.environ.get("DLSORT_SHARED_DATA")
-    return Path(configured) if configured else Path(__file__).resolve().parents[3] / "shared" / "data"
+    if configured:
+        return Path(configured)
+    candidates = [Path(__file__).resolve().parents[3] / "shared" / "data",
+                  Path.cwd().resolve().parent / "shared" / "data"]
+    return next((candidate for candidate in candidates if candidate.is_dir()), candidates[0])
 
 
 @dataclass(frozen=True)
