@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from conftest import folder_of
 
 from dlsort.errors import DlsortInputError
 from dlsort.nn import NeighbourhoodAutoencoder, build_network
+from dlsort.training.autoencoder import autoencoder_card, autoencoder_examples, train_autoencoder, training_scenes
+from dlsort.training.noise import SpatialNoise, TemporalNoise, shared_data_dir
+from dlsort.training.trainer import write_model
+
+WHITE = TemporalNoise(np.eye(31), "white noise")  # the middle row of the identity: an impulse filter
+NEAR = SpatialNoise(np.array([0.0, 50.0]), np.array([1.0, 0.0]), "correlation falling to 0 at 50 um")
+SHARED_NOISE = pytest.mark.skipif(not (shared_data_dir() / "ibl_np1_noise_temporal_sqrtcov_121.npy").exists(),
+                                  reason="the shared Neuropixels noise statistics are absent (set DLSORT_SHARED_DATA)")
 
 
 def _network(seed: int = 0, **hyperparameters) -> NeighbourhoodAutoencoder:
@@ -74,3 +85,59 @@ def test_a_card_builds_the_network_and_refuses_weights_that_do_not_fit():
     wrong = {"name": "neighbourhood-autoencoder", "hyperparameters": {**network.hyperparameters, "embedding_dim": 8}}
     with pytest.raises(DlsortInputError, match="do not fit"):
         build_network(wrong, network.state_dict())
+
+
+def test_examples_are_clean_spikes_on_their_neighbourhood_plus_noise_and_collisions():
+    examples = autoencoder_examples(training_scenes(WHITE, NEAR, 2, seed=3), 600, 75.0, seed=4)
+    assert examples.snippets.shape == examples.clean.shape == (600, examples.mask.shape[1], 75)
+    assert np.allclose(examples.clean[:, 0].min(axis=1), -examples.amplitude, rtol=1e-4)  # trough on the centre
+    assert np.all(examples.clean[:, 0].argmin(axis=1) == 30)  # at the peak sample: 1.0 ms of 30 kHz before it
+    padding = examples.mask == 0
+    assert padding.any() and np.all(examples.snippets[padding] == 0) and np.all(examples.positions[padding] == 0)
+    residual = (examples.snippets - examples.clean)[examples.mask == 1]
+    assert 0.9 < np.median(np.abs(residual)) / 0.6745 < 1.2  # unit noise, robustly
+    assert 0.1 < np.mean(np.abs(examples.snippets - examples.clean).max(axis=(1, 2)) > 6.0) < 0.6  # collisions
+    again = autoencoder_examples(training_scenes(WHITE, NEAR, 2, seed=3), 600, 75.0, seed=4)
+    assert np.array_equal(again.snippets, examples.snippets)
+
+
+def test_training_lowers_the_reconstruction_error_and_the_card_rebuilds_the_network(tmp_path):
+    from dlsort.models import load
+
+    network, report = train_autoencoder(WHITE, NEAR, embedding_dim=6, num_scenes=4, num_examples=2000,
+                                        max_epochs=3, progress_bar=False)
+    losses = [row["validation_loss"] for row in report.history]
+    assert report.epochs == 3 and min(losses[1:]) < 0.9 * losses[0], losses
+    card = autoencoder_card(network, "ae-test", "0.1.0", "white noise", 75.0, 1.0, 1.5, report)
+    write_model(tmp_path, network, card)
+    tensors, loaded, _ = load(tmp_path / "weights.safetensors", task="autoencoder")
+    assert loaded["architecture"] == {"name": "neighbourhood-autoencoder", "hyperparameters": {
+        "num_samples": 75, "embedding_dim": 6, "hidden": 64, "position_scale_um": 50.0}}
+    assert loaded["geometry"]["neighbourhood_radius_um"] == 75.0 and loaded["window_ms"] == {"before": 1.0,
+                                                                                             "after": 1.5}
+    rebuilt = build_network(loaded["architecture"], tensors)
+    snippets, positions, mask = _inputs()
+    assert torch.allclose(rebuilt.encode(snippets, positions, mask), network.encode(snippets, positions, mask))
+    with pytest.raises(DlsortInputError, match="reads 75 samples"):
+        train_autoencoder(WHITE, NEAR, start_from=network, ms_before=0.5, num_scenes=2, num_examples=10)
+
+
+@SHARED_NOISE
+def test_train_command_trains_from_synthetic_data_then_fine_tunes_on_a_recording(tiny_recording, tmp_path, capsys):
+    from dlsort.cli import main
+
+    first, second = tmp_path / "scratch", tmp_path / "tuned"
+    sizes = ["--scenes", "3", "--examples", "1000", "--epochs", "2", "--quiet"]
+    assert main(["train", "autoencoder", "--output", str(first), "--embedding-dim", "5", *sizes]) == 0
+    assert "autoencoder-custom@0.1.0 written to" in capsys.readouterr().out
+    card = json.loads((first / "card.json").read_text())
+    assert card["task"] == "autoencoder" and card["architecture"]["hyperparameters"]["embedding_dim"] == 5
+    assert card["training_data"].startswith("synthetic spikes in") and card["metrics"]["epochs"] == 2
+    assert main(["train", "autoencoder", "--recording", folder_of(tiny_recording), "--from",
+                 str(first / "weights.safetensors"), "--output", str(second), "--id", "ae-tuned", *sizes]) == 0
+    tuned = json.loads((second / "card.json").read_text())
+    start = first / "weights.safetensors"
+    assert tuned["training_data"] == f"synthetic spikes in the noise of recording, fine-tuned from {start}"
+    assert tuned["architecture"] == card["architecture"]
+    assert main(["train", "autoencoder", "--from", "detector-generic", "--output", str(tmp_path / "no")]) == 2
+    assert "is a detector model, not a autoencoder model" in capsys.readouterr().err
