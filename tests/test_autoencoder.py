@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import folder_of
+from conftest import JOB, folder_of
 
 from dlsort.errors import DlsortInputError
 from dlsort.nn import NeighbourhoodAutoencoder, build_network
@@ -141,3 +141,58 @@ def test_train_command_trains_from_synthetic_data_then_fine_tunes_on_a_recording
     assert tuned["architecture"] == card["architecture"]
     assert main(["train", "autoencoder", "--from", "detector-generic", "--output", str(tmp_path / "no")]) == 2
     assert "is a detector model, not a autoencoder model" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory):
+    """A small autoencoder trained for a few epochs, written as a model folder: its weights path."""
+    network, report = train_autoencoder(WHITE, NEAR, num_scenes=6, num_examples=4000, max_epochs=4,
+                                        progress_bar=False)
+    card = autoencoder_card(network, "ae-small", "0.1.0", "white noise", 75.0, 1.0, 1.5, report)
+    return write_model(tmp_path_factory.mktemp("autoencoder"), network, card)
+
+
+def test_the_encoder_masks_slots_beyond_its_radius_resamples_and_refuses_what_does_not_fit(trained_model):
+    from dlsort.spike_encoder import make_spike_encoder
+    from dlsort.waveforms import build_neighbourhoods
+
+    locations = np.column_stack([np.zeros(8), np.arange(8) * 30.0])
+    wide = build_neighbourhoods(locations, 200.0)
+    encoder = make_spike_encoder(trained_model, 30_000.0, locations, wide, 1.0, 1.5, np.full(8, 2.0))
+    snippets = np.random.default_rng(0).normal(size=(5, 75, wide.width)).astype("float32")
+    centres = np.array([0, 3, 4, 7, 2])
+    reference = encoder(snippets, centres)
+    assert reference.shape == (5, 8)
+    changed = snippets.copy()
+    for row, centre in enumerate(centres):
+        slots = wide.indices[centre]
+        far = (slots >= 0) & (np.abs(locations[slots, 1] - locations[centre, 1]) > 75.0)
+        changed[row][:, far] = 50.0
+    assert np.allclose(encoder(changed, centres), reference, atol=1e-5)  # beyond 75 um: not seen
+    at_20k = make_spike_encoder(trained_model, 20_000.0, locations, wide, 1.0, 1.5, np.full(8, 2.0))
+    assert at_20k(snippets[:, :50], centres).shape == (5, 8)
+    with pytest.raises(DlsortInputError, match="neighbourhoods of 75 um"):
+        make_spike_encoder(trained_model, 30_000.0, locations, build_neighbourhoods(locations, 50.0), 1.0, 1.5,
+                           np.ones(8))
+    with pytest.raises(DlsortInputError, match="trained on windows of 1.0 ms before"):
+        make_spike_encoder(trained_model, 30_000.0, locations, wide, 2.0, 1.5, np.ones(8))
+    with pytest.raises(DlsortInputError, match="snippets"):
+        encoder(snippets[:, :, :3], centres)
+
+
+def test_the_sorter_clusters_on_autoencoder_features_and_records_the_model(trained_model, accuracy_case, tmp_path):
+    from spikeinterface.comparison import compare_sorter_to_ground_truth
+    from spikeinterface.sorters import run_sorter
+
+    from dlsort.models import resolve_model
+    from dlsort.params import validate_params
+
+    recording, gt = accuracy_case
+    sorting = run_sorter("dlsort", recording, folder=tmp_path / "sort", features_method="autoencoder",
+                         features_model=str(trained_model), **JOB)
+    well = compare_sorter_to_ground_truth(gt, sorting).get_well_detected_units(0.8)
+    assert len(well) >= 6, well  # as many as temporal PCA's floor (test_sorting), with a network trained for seconds
+    provenance = json.loads((tmp_path / "sort" / "provenance.json").read_text())
+    assert resolve_model(trained_model, task="autoencoder").provenance() in provenance["models"]
+    with pytest.raises(DlsortInputError, match="needs features_model"):
+        validate_params({"features_method": "autoencoder"})
