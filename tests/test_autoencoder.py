@@ -196,3 +196,28 @@ def test_the_sorter_clusters_on_autoencoder_features_and_records_the_model(train
     assert resolve_model(trained_model, task="autoencoder").provenance() in provenance["models"]
     with pytest.raises(DlsortInputError, match="needs features_model"):
         validate_params({"features_method": "autoencoder"})
+
+
+def test_autoencoder_features_are_the_same_in_parallel_workers_and_refuse_a_missing_encoder(trained_model,
+                                                                                         tiny_recording):
+    from dlsort.detection import detect_peaks
+    from dlsort.features import extract_features
+    from dlsort.spike_encoder import make_spike_encoder
+    from dlsort.waveforms import build_neighbourhoods
+
+    locations = tiny_recording.get_channel_locations()
+    neighbourhoods = build_neighbourhoods(locations, 75.0)
+    peaks, _ = detect_peaks(tiny_recording, method="threshold", job_kwargs=JOB)
+    encoder = make_spike_encoder(trained_model, tiny_recording.sampling_frequency, locations, neighbourhoods, 1.0,
+                                 1.5, np.ones(tiny_recording.get_num_channels()))
+    one, two = (extract_features(tiny_recording, peaks, method="autoencoder", neighbourhoods=neighbourhoods,
+                                 encoder=encoder, seed=0, job_kwargs={**JOB, "n_jobs": n_jobs, "chunk_duration": "2s"})
+                for n_jobs in (1, 2))
+    assert one.spike_embedding.shape == (len(peaks), 8) and np.allclose(one.spike_embedding, two.spike_embedding,
+                                                                       atol=1e-5)
+    scaled = one.waveform_features()
+    centred = scaled - scaled.mean(axis=0)
+    assert np.isclose(np.linalg.svd(centred, compute_uv=False)[0] / np.sqrt(len(scaled)), 1.0)  # unit spread
+    assert one.subset(np.arange(3)).spike_embedding.shape == (3, 8)
+    with pytest.raises(DlsortInputError, match="needs encoder"):
+        extract_features(tiny_recording, peaks, method="autoencoder", job_kwargs=JOB)
