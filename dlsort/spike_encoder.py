@@ -75,9 +75,9 @@ class SpikeEncoder:
         """
         import torch
 
-        if snippets.ndim != 3 or snippets.shape[2] != self.neighbourhoods.width or len(centre_channels) != len(
-                snippets):
-            raise DlsortInputError(f"expected (n, num_samples, {self.neighbourhoods.width}) snippets and n centre "
+        width = self.neighbourhoods.width
+        if snippets.ndim != 3 or snippets.shape[2] != width or len(centre_channels) != len(snippets):
+            raise DlsortInputError(f"expected (n, num_samples, {width}) snippets and n centre "
                                    f"channels, got {snippets.shape} and {np.shape(centre_channels)}")
         self._owner_pid = adopt_torch_in_worker(self._owner_pid)
         channels = self.neighbourhoods.indices[centre_channels]
