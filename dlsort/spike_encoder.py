@@ -20,6 +20,25 @@ from dlsort.waveforms import Neighbourhoods
 from dlsort.workers import adopt_torch_in_worker
 
 TASK = "autoencoder"
+ARCHITECTURE = "neighbourhood-autoencoder"
+
+
+def autoencoder_radius(card: dict, model_id: str) -> float:
+    """The neighbourhood radius (um) an autoencoder's card names, after checking that it describes one.
+
+    Raises
+    ------
+    DlsortInputError
+        When the card names another architecture or no ``geometry.neighbourhood_radius_um``.
+    """
+    name = card.get("architecture", {}).get("name")
+    if name != ARCHITECTURE:
+        raise DlsortInputError(f"{model_id} is a {name} network; the features stage runs {ARCHITECTURE} models only")
+    radius = card.get("geometry", {}).get("neighbourhood_radius_um")
+    if not isinstance(radius, int | float) or radius <= 0:
+        raise DlsortInputError(f"the card of {model_id} gives no positive geometry.neighbourhood_radius_um "
+                               f"({radius!r}): the radius the autoencoder was trained on")
+    return float(radius)
 
 
 class SpikeEncoder:
@@ -124,15 +143,16 @@ def make_spike_encoder(model: str | Path, sampling_frequency: float, channel_loc
     Raises
     ------
     DlsortInputError
-        A model that is not an autoencoder, weights that do not fit their card, another window,
-        or neighbourhoods narrower than the network's.
+        A model that is not an autoencoder (task or architecture), a card without its radius,
+        weights that do not fit their card, another window, or neighbourhoods narrower than the
+        network's.
     """
     from dlsort.models import load
     from dlsort.nn import build_network
 
     tensors, card, model_file = load(model, task=TASK)
+    radius_um = autoencoder_radius(card, model_file.id)
     network = build_network(card["architecture"], tensors)
-    radius_um = float(card["geometry"]["neighbourhood_radius_um"])
     if neighbourhoods.radius_um < radius_um:
         raise DlsortInputError(f"autoencoder {model_file.id} reads neighbourhoods of {radius_um:g} um, wider than "
                                f"the {neighbourhoods.radius_um:g} um given: set neighbourhood_radius_um >= "

@@ -180,6 +180,32 @@ def test_the_encoder_masks_slots_beyond_its_radius_resamples_and_refuses_what_do
         encoder(snippets[:, :, :3], centres)
 
 
+@pytest.mark.parametrize("change, message, command_message", [
+    ({"geometry": {"probe_families": ["any"]}}, "no positive geometry.neighbourhood_radius_um",
+     "no positive geometry.neighbourhood_radius_um"),
+    ({"architecture": {"name": "single-channel-denoiser", "hyperparameters": {"num_samples": 75}}},
+     "is a single-channel-denoiser network", "weights do not fit the card's single-channel-denoiser"),
+])
+def test_a_card_that_does_not_describe_an_autoencoder_is_refused(trained_model, tmp_path, capsys, change, message,
+                                                                 command_message):
+    import shutil
+
+    from dlsort.cli import main
+    from dlsort.spike_encoder import make_spike_encoder
+    from dlsort.waveforms import build_neighbourhoods
+
+    shutil.copy(trained_model, tmp_path / "weights.safetensors")
+    card = json.loads((trained_model.parent / "card.json").read_text())
+    (tmp_path / "card.json").write_text(json.dumps({**card, **change}))
+    locations = np.column_stack([np.zeros(4), np.arange(4) * 30.0])
+    with pytest.raises(DlsortInputError, match=message):
+        make_spike_encoder(tmp_path / "weights.safetensors", 30_000.0, locations,
+                           build_neighbourhoods(locations, 100.0), 1.0, 1.5, np.ones(4))
+    assert main(["train", "autoencoder", "--from", str(tmp_path / "weights.safetensors"), "--output",
+                 str(tmp_path / "tuned")]) == 2
+    assert command_message in capsys.readouterr().err
+
+
 def test_the_sorter_clusters_on_autoencoder_features_and_records_the_model(trained_model, accuracy_case, tmp_path):
     from spikeinterface.comparison import compare_sorter_to_ground_truth
     from spikeinterface.sorters import run_sorter

@@ -27,6 +27,7 @@ from torch import nn
 
 from dlsort.errors import DlsortInputError
 from dlsort.nn import NeighbourhoodAutoencoder
+from dlsort.spike_encoder import ARCHITECTURE, TASK
 from dlsort.training.noise import SpatialNoise, TemporalNoise
 from dlsort.training.recordings import (
     JITTER_STEPS,
@@ -38,9 +39,6 @@ from dlsort.training.recordings import (
 from dlsort.training.synthesis import TRAINING_SAMPLING_FREQUENCY
 from dlsort.training.trainer import TrainingReport, fit
 from dlsort.waveforms import build_neighbourhoods, cut_snippets
-
-ARCHITECTURE = "neighbourhood-autoencoder"
-TASK = "autoencoder"
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,7 @@ def _train_detector(args: argparse.Namespace) -> int:
 
 
 def _train_autoencoder(args: argparse.Namespace) -> int:
+    from dlsort.spike_encoder import autoencoder_radius
     from dlsort.training.autoencoder import autoencoder_card, train_autoencoder
     from dlsort.training.noise import SpatialNoise
     from dlsort.training.trainer import write_model
@@ -176,8 +177,8 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
     ms_before, ms_after, radius_um = args.ms_before, args.ms_after, args.radius_um
     if start is not None:
         card = start[1]
+        radius_um = autoencoder_radius(card, start[2].id)
         ms_before, ms_after = card["window_ms"]["before"], card["window_ms"]["after"]
-        radius_um = card["geometry"]["neighbourhood_radius_um"]
     network, report = train_autoencoder(
         temporal, spatial, start_from=start[0] if start else None, embedding_dim=args.embedding_dim,
         radius_um=radius_um, locations=locations, num_scenes=sizes["scenes"], num_examples=sizes["examples"],
