@@ -2,8 +2,9 @@
 
 ``cluster(features, peaks, ...)`` returns one label per peak (-1 = noise):
 
-1. HDBSCAN on globally comparable features: the peak location and the embedding of the
-   waveform on the detection channel, each scaled to unit spread.
+1. HDBSCAN on globally comparable features: the peak location and the waveform features
+   (``PeakFeatures.waveform_features``: the learned embedding of the neighbourhood snippet, or the
+   temporal PCA of the detection channel), each scaled to unit spread.
 2. Optional split (``split_components > 0``): every cluster is re-clustered on its whole
    channel neighbourhood (the embedding of each member re-laid on the neighbourhood of the
    cluster's most common channel), in its own PCA space; it is split when HDBSCAN finds two or
@@ -90,7 +91,7 @@ def cluster(
         HDBSCAN's density smoothing; larger values call more points noise.
     location_scale_um : float, default: 10.0
         Distance in micrometres that weighs as much as one standard deviation of the
-        waveform embedding.
+        waveform features.
     split_components : int, default: 0
         PCA dimensions of the split step (0 = no split step; measured on case M it lowered the
         clustering's adjusted Rand index, see ``docs/architecture.md``).
@@ -107,9 +108,7 @@ def cluster(
         raise ValueError(f"min_cluster_size must be >= 2, got {min_cluster_size}")
     if len(peaks) == 0:
         return np.zeros(0, dtype="int64")
-    main = features.embedding[:, :, 0]
-    spread = float(np.std(main[:, 0])) or 1.0
-    points = np.concatenate([features.locations / location_scale_um, main / spread], axis=1)
+    points = np.concatenate([features.locations / location_scale_um, features.waveform_features()], axis=1)
     labels = _hdbscan(points, min_cluster_size, min_samples)
     if split_components > 0:
         labels = _split_clusters(

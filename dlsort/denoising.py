@@ -193,26 +193,57 @@ def make_denoiser(
         return Denoiser()
     if noise_levels is None:
         raise ValueError("the neural denoiser needs the recording's noise levels")
-    from spikeinterface.core.core_tools import ms_to_samples
-
     from dlsort.models import load
     from dlsort.nn import build_network
 
     tensors, card, model_file = load(model, task="denoiser")
     network = build_network(card["architecture"], tensors)
+    resample, restore = window_resampling(card, model_file.id, network.num_samples, sampling_frequency, ms_before,
+                                          ms_after)
+    return NeuralDenoiser(network, model_file.provenance(), resample, restore, noise_levels, device, batch_size)
+
+
+def window_resampling(card: dict, model_id: str, num_model: int, sampling_frequency: float, ms_before: float,
+                      ms_after: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Check that snippets fit a waveform network's window; the matrices between their sampling grids.
+
+    Parameters
+    ----------
+    card : dict
+        The network's model card (``sampling_frequency_hz``, ``window_ms``).
+    model_id : str
+        Named in the error.
+    num_model : int
+        Samples of the network's window.
+    sampling_frequency : float
+        Of the recording the snippets come from.
+    ms_before, ms_after : float
+        Snippet window around the peak.
+
+    Returns
+    -------
+    resample, restore : np.ndarray or None
+        ``interpolation_matrix`` from the snippet grid to the network's and back, or None when
+        the grids coincide.
+
+    Raises
+    ------
+    DlsortInputError
+        When the snippet window differs from the one the network was trained on.
+    """
+    from spikeinterface.core.core_tools import ms_to_samples
+
     rate = float(card["sampling_frequency_hz"])
     window = card["window_ms"]
     if not (np.isclose(ms_before, window["before"]) and np.isclose(ms_after, window["after"])):
         raise DlsortInputError(
-            f"denoiser {model_file.id} was trained on windows of {window['before']} ms before and "
+            f"{card['task']} {model_id} was trained on windows of {window['before']} ms before and "
             f"{window['after']} ms after the peak, not {ms_before} and {ms_after} ms: set "
-            f"ms_before={window['before']} and ms_after={window['after']}, or use another denoiser"
+            f"ms_before={window['before']} and ms_after={window['after']}, or use another {card['task']}"
         )
     nbefore, nafter = ms_to_samples(ms_before, sampling_frequency), ms_to_samples(ms_after, sampling_frequency)
-    num_model = network.num_samples
     nbefore_model = ms_to_samples(window["before"], rate)
-    resample = restore = None
-    if rate != sampling_frequency or num_model != nbefore + nafter:
-        resample = interpolation_matrix(nbefore + nafter, nbefore, sampling_frequency, num_model, nbefore_model, rate)
-        restore = interpolation_matrix(num_model, nbefore_model, rate, nbefore + nafter, nbefore, sampling_frequency)
-    return NeuralDenoiser(network, model_file.provenance(), resample, restore, noise_levels, device, batch_size)
+    if rate == sampling_frequency and num_model == nbefore + nafter:
+        return None, None
+    return (interpolation_matrix(nbefore + nafter, nbefore, sampling_frequency, num_model, nbefore_model, rate),
+            interpolation_matrix(num_model, nbefore_model, rate, nbefore + nafter, nbefore, sampling_frequency))

@@ -2,9 +2,11 @@
 
 ``extract_features(recording, peaks, method=...)`` cuts each peak's snippet on its
 distance-ordered channel neighbourhood, optionally denoises it, embeds every channel's waveform
-(``"tpca"``: temporal PCA fitted on a sample of the recording's own spikes) and estimates the
-peak's location (centre of mass of the peak-to-peak amplitudes). Streams in chunks through
-SpikeInterface's node pipeline.
+(temporal PCA fitted on a sample of the recording's own spikes) and estimates the peak's location
+(centre of mass of the peak-to-peak amplitudes). ``"autoencoder"`` adds one learned embedding of
+the whole neighbourhood snippet per spike (``dlsort.spike_encoder``), which clustering then uses
+instead of the detection channel's temporal PCA; the temporal PCA still decodes templates for the
+merges. Streams in chunks through SpikeInterface's node pipeline.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import numpy as np
 from spikeinterface.core.node_pipeline import PeakRetriever, PipelineNode, run_node_pipeline
 
 from dlsort.denoising import Denoiser, DenoisingNode
-from dlsort.errors import check_choice
+from dlsort.errors import DlsortInputError, check_choice
+from dlsort.spike_encoder import SpikeEncoder
 from dlsort.waveforms import Neighbourhoods, NeighbourhoodWaveforms, build_neighbourhoods
 
-FEATURE_METHODS = ("tpca",)
+FEATURE_METHODS = ("tpca", "autoencoder")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class PeakFeatures:
         The embedding's decoder (``inverse_transform``), when it has one.
     nbefore : int
         Samples before the peak in the embedded window.
+    spike_embedding : np.ndarray or None
+        float32 (num_peaks, embedding_dim): one learned embedding of each peak's whole
+        neighbourhood snippet (``features_method="autoencoder"``), or None.
     """
 
     embedding: np.ndarray
@@ -70,27 +76,55 @@ class PeakFeatures:
     neighbourhoods: Neighbourhoods
     basis: TemporalPCA | None = None
     nbefore: int = 0
+    spike_embedding: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.embedding.shape[0]
 
     def subset(self, indices: np.ndarray) -> PeakFeatures:
         """Features of the peaks at ``indices``."""
-        return replace(self, embedding=self.embedding[indices], locations=self.locations[indices])
+        learned = None if self.spike_embedding is None else self.spike_embedding[indices]
+        return replace(self, embedding=self.embedding[indices], locations=self.locations[indices],
+                       spike_embedding=learned)
+
+    def waveform_features(self) -> np.ndarray:
+        """Each peak's waveform features, comparable across channels and scaled to unit spread.
+
+        The learned embedding when there is one, divided by its standard deviation along its
+        principal direction (its axes are arbitrary); otherwise the temporal PCA of the detection
+        channel, divided by the standard deviation of its first component.
+
+        Returns
+        -------
+        np.ndarray
+            float (num_peaks, dimensions).
+        """
+        if self.spike_embedding is None:
+            main = self.embedding[:, :, 0]
+            return main / (float(np.std(main[:, 0])) or 1.0)
+        if len(self) == 0:
+            return self.spike_embedding
+        centred = self.spike_embedding - self.spike_embedding.mean(axis=0)
+        spread = float(np.linalg.svd(centred, compute_uv=False)[0]) / np.sqrt(len(centred))
+        return self.spike_embedding / (spread or 1.0)
 
 
 class _FeatureNode(PipelineNode):
-    """Embed (denoised) neighbourhood snippets and locate the peak."""
+    """Embed (denoised) neighbourhood snippets, locate the peak, and encode the snippet when given an encoder."""
 
-    def __init__(self, recording, parents, tpca: TemporalPCA, neighbourhoods: Neighbourhoods):
+    def __init__(self, recording, parents, tpca: TemporalPCA, neighbourhoods: Neighbourhoods,
+                 encoder: SpikeEncoder | None = None):
         PipelineNode.__init__(self, recording, parents=parents, return_output=True)
         self.tpca = tpca
         self.neighbourhoods = neighbourhoods
+        self.encoder = encoder
         self.channel_locations = recording.get_channel_locations()[:, :2].astype("float32")
-        self._kwargs.update(tpca=tpca, neighbourhoods=neighbourhoods)
-        self._dtype = np.dtype(
-            [("embedding", "float32", (tpca.components.shape[0], neighbourhoods.width)), ("location", "float32", (2,))]
-        )
+        self._kwargs.update(tpca=tpca, neighbourhoods=neighbourhoods, encoder=encoder)
+        fields = [("embedding", "float32", (tpca.components.shape[0], neighbourhoods.width)),
+                  ("location", "float32", (2,))]
+        if encoder is not None:
+            fields.append(("spike_embedding", "float32", (encoder.embedding_dim,)))
+        self._dtype = np.dtype(fields)
 
     def get_dtype(self):
         return self._dtype
@@ -101,6 +135,8 @@ class _FeatureNode(PipelineNode):
         out = np.zeros(len(peaks), dtype=self._dtype)
         out["embedding"] = self.tpca.transform(snippets, mask)
         out["location"] = centre_of_mass(snippets, channels, self.channel_locations)
+        if self.encoder is not None:
+            out["spike_embedding"] = self.encoder(snippets, peaks["channel_index"])
         return out
 
 
@@ -204,6 +240,7 @@ def extract_features(
     n_components: int = 5,
     denoiser: Denoiser | None = None,
     fit_peaks: np.ndarray | None = None,
+    encoder: SpikeEncoder | None = None,
     seed: int | None = None,
     job_kwargs: dict | None = None,
 ) -> PeakFeatures:
@@ -215,8 +252,8 @@ def extract_features(
         The preprocessed recording the peaks were detected on.
     peaks : np.ndarray
         SpikeInterface peak array.
-    method : {"tpca"}, default: "tpca"
-        Embedding of each channel's waveform.
+    method : {"tpca", "autoencoder"}, default: "tpca"
+        ``"autoencoder"`` adds ``encoder``'s embedding of each snippet (``spike_embedding``).
     neighbourhoods : Neighbourhoods or None
         Channel neighbourhoods; built from the channel locations with ``radius_um`` when None.
     radius_um : float, default: 75.0
@@ -228,6 +265,9 @@ def extract_features(
         Waveform denoiser (``dlsort.denoising.make_denoiser``); None leaves snippets as they are.
     fit_peaks : np.ndarray or None
         Peaks the embedding is fitted on (default: ``peaks``).
+    encoder : SpikeEncoder or None
+        The autoencoder of ``method="autoencoder"`` (``dlsort.spike_encoder.make_spike_encoder``),
+        built on the same neighbourhoods and window.
     seed : int or None
     job_kwargs : dict or None
         SpikeInterface job kwargs.
@@ -237,8 +277,13 @@ def extract_features(
     PeakFeatures
     """
     check_choice("features method", method, FEATURE_METHODS)
+    if (method == "autoencoder") != (encoder is not None):
+        raise DlsortInputError(f"features method {method!r} {'needs' if encoder is None else 'takes no'} encoder "
+                               "(dlsort.spike_encoder.make_spike_encoder)")
     if neighbourhoods is None:
         neighbourhoods = build_neighbourhoods(recording.get_channel_locations(), radius_um)
+    if encoder is not None and not np.array_equal(encoder.neighbourhoods.indices, neighbourhoods.indices):
+        raise DlsortInputError("the encoder was built on other neighbourhoods than the features'")
     tpca = fit_temporal_pca(
         recording,
         peaks if fit_peaks is None else fit_peaks,
@@ -252,13 +297,13 @@ def extract_features(
     )
     source = PeakRetriever(recording, peaks)
     cutter = NeighbourhoodWaveforms(recording, [source], neighbourhoods, ms_before, ms_after)
+    denoise = DenoisingNode(recording, [source, cutter], denoiser or Denoiser(), return_output=False)
+    node = _FeatureNode(recording, [source, denoise], tpca, neighbourhoods, encoder)
     if len(peaks) == 0:
-        embedding = np.zeros((0, n_components, neighbourhoods.width), "float32")
-        locations = np.zeros((0, 2), "float32")
+        out = np.zeros(0, dtype=node.get_dtype())
     else:
-        denoise = DenoisingNode(recording, [source, cutter], denoiser or Denoiser(), return_output=False)
-        node = _FeatureNode(recording, [source, denoise], tpca, neighbourhoods)
         out = run_node_pipeline(recording, [source, cutter, denoise, node], dict(job_kwargs or {}),
                                 job_name="features")
-        embedding, locations = out["embedding"], out["location"]
-    return PeakFeatures(embedding, locations, neighbourhoods, basis=tpca, nbefore=cutter.nbefore)
+    learned = out["spike_embedding"] if encoder is not None else None
+    return PeakFeatures(out["embedding"], out["location"], neighbourhoods, basis=tpca, nbefore=cutter.nbefore,
+                        spike_embedding=learned)

@@ -139,7 +139,20 @@ PARAMETERS: dict[str, Parameter] = {
         "never changes results).",
         str,
     ),
-    "features_method": Parameter("tpca", "Feature extraction method.", str, choices=FEATURE_METHODS),
+    "features_method": Parameter(
+        "tpca",
+        "Waveform features clustering reads: 'tpca' (temporal PCA of the detection channel) or 'autoencoder' (a "
+        "learned embedding of the whole neighbourhood snippet, see features_model).",
+        str,
+        choices=FEATURE_METHODS,
+    ),
+    "features_model": Parameter(
+        None,
+        "Autoencoder for features_method='autoencoder' (trained with 'dlsort train autoencoder'; none ships yet): a "
+        "catalog id, id@version, or the path of a .safetensors file with its card.json beside it.",
+        str,
+        nullable=True,
+    ),
     "n_components": Parameter(5, "Embedding dimension per channel.", int, low=1, high=64),
     "clustering_method": Parameter("hdbscan", "Clustering method.", str, choices=CLUSTERING_METHODS),
     "clustering_max_spikes_per_channel": Parameter(
@@ -227,6 +240,9 @@ def validate_params(params: dict[str, Any]) -> dict[str, Any]:
     merged = {**DEFAULT_PARAMS, **params}
     for name, value in merged.items():
         _check_one(name, PARAMETERS[name], value)
+    if merged["features_method"] == "autoencoder" and merged["features_model"] is None:
+        raise DlsortInputError("features_method='autoencoder' needs features_model: a model trained with 'dlsort "
+                               "train autoencoder' (the path of its weights.safetensors) or a catalog id")
     if merged["n_jobs"] == 0 or merged["n_jobs"] < -1:
         raise DlsortInputError(f"n_jobs={merged['n_jobs']} is invalid; use -1 (all cores) or a positive number")
     return merged

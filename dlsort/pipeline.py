@@ -26,6 +26,7 @@ from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
 from dlsort.matching import match_templates
 from dlsort.preprocessing import preprocess, resolve_motion_correction
+from dlsort.spike_encoder import make_spike_encoder
 from dlsort.templates import clean_templates, estimate_templates, merge_similar, templates_from_features
 from dlsort.validation import resolve_device
 from dlsort.waveforms import build_neighbourhoods
@@ -167,6 +168,10 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     )
     # CUDA cannot be used in a forked process: workers that run networks on the GPU are spawned instead.
     feature_job_kwargs = {**job_kwargs, "mp_context": "spawn"} if device == "cuda" else job_kwargs
+    encoder = None
+    if p["features_method"] == "autoencoder":
+        encoder = make_spike_encoder(p["features_model"], rec.sampling_frequency, rec.get_channel_locations(),
+                                     neighbourhoods, p["ms_before"], p["ms_after"], noise_levels, device)
     labels = np.full(len(sampled), -1, dtype="int64")
     if len(sampled) >= p["min_cluster_size"]:
         features = extract_features(
@@ -176,6 +181,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             neighbourhoods=neighbourhoods,
             n_components=p["n_components"],
             denoiser=denoiser,
+            encoder=encoder,
             seed=seed,
             job_kwargs=feature_job_kwargs,
             **window,
@@ -232,7 +238,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
     return PipelineResult(
         sorting=sorting, templates=templates, num_peaks=num_peaks, motion_correction=motion_preset,
-        models=[*interpolation_models(p["deepinterpolation_model"]), *detection_models, *denoiser.models],
+        models=[*interpolation_models(p["deepinterpolation_model"]), *detection_models, *denoiser.models,
+                *(encoder.models if encoder is not None else [])],
     )
 
 

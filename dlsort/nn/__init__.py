@@ -4,11 +4,12 @@ Each network is built from the ``architecture`` of its model card (``build_netwo
 weight file and its card always describe the same module.
 """
 
+from dlsort.nn.autoencoder import NeighbourhoodAutoencoder
 from dlsort.nn.denoiser import SingleChannelDenoiser
 from dlsort.nn.detector import NeighbourhoodDetector
 from dlsort.nn.interpolator import BlindSpotInterpolator
 from dlsort.nn.registry import ARCHITECTURES, build_network
 from dlsort.nn.unet import PerFrameUNet
 
-__all__ = ["ARCHITECTURES", "BlindSpotInterpolator", "NeighbourhoodDetector", "PerFrameUNet",
-           "SingleChannelDenoiser", "build_network"]
+__all__ = ["ARCHITECTURES", "BlindSpotInterpolator", "NeighbourhoodAutoencoder", "NeighbourhoodDetector",
+           "PerFrameUNet", "SingleChannelDenoiser", "build_network"]

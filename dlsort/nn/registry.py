@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from dlsort.errors import DlsortInputError
+from dlsort.nn.autoencoder import NeighbourhoodAutoencoder
 from dlsort.nn.denoiser import SingleChannelDenoiser
 from dlsort.nn.detector import NeighbourhoodDetector
 from dlsort.nn.interpolator import BlindSpotInterpolator
@@ -15,6 +16,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "neighbourhood-detector": NeighbourhoodDetector,
     "blind-spot-interpolator": BlindSpotInterpolator,
     "per-frame-unet": PerFrameUNet,
+    "neighbourhood-autoencoder": NeighbourhoodAutoencoder,
 }
 
 

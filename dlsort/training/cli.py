@@ -1,4 +1,4 @@
-"""``dlsort train denoiser|detector|deepinterpolation``: train a network, or fine-tune one on a recording."""
+"""``dlsort train denoiser|detector|deepinterpolation|autoencoder``: train a network, or fine-tune one."""
 
 from __future__ import annotations
 
@@ -13,12 +13,17 @@ SIZES = {
     "detector": {"scratch": dict(patches=300, examples=150_000, epochs=20),
                  "fine-tune": dict(patches=60, examples=50_000, epochs=8)},
     "deepinterpolation": {"scratch": dict(windows=1000, epochs=20), "fine-tune": dict(windows=400, epochs=8)},
+    "autoencoder": {"scratch": dict(scenes=300, examples=200_000, epochs=20),
+                    "fine-tune": dict(scenes=60, examples=50_000, epochs=8)},
 }
+# Tasks whose ``--recording`` alone fine-tunes the shipped ``<task>-generic`` model (the others train from scratch).
+FINE_TUNES_GENERIC = ("denoiser", "detector")
 BOOTSTRAP_MINUTES = 2.0
 NOISE_RECORDING_HELP = ("fine-tune on this recording's noise (and, for the detector, its probe); any `dlsort sort` "
                         "input")
 SIZE_HELP = {"patches": "synthetic 1-s probe patches", "examples": "training examples",
-             "epochs": "at most this many epochs", "windows": "256-frame windows of the recording"}
+             "epochs": "at most this many epochs", "windows": "256-frame windows of the recording",
+             "scenes": "synthetic 1-s probe patches with their units' templates"}
 
 
 def _sizes(args: argparse.Namespace, task: str, fine_tuning: bool) -> dict:
@@ -75,7 +80,8 @@ def _prepare(args: argparse.Namespace, task: str):
     if args.recording is not None:
         noise = recording_noise(read_recording(Path(args.recording)), args.minutes, seed=args.seed)
         temporal, spatial, locations = noise.temporal, noise.spatial, noise.locations
-        base = base or f"{task}-generic"
+        if task in FINE_TUNES_GENERIC:
+            base = base or f"{task}-generic"
         training_data = f"synthetic spikes in the noise of {Path(args.recording).name}"
     else:
         temporal = shared_noise(TemporalNoise)
@@ -158,6 +164,35 @@ def _train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_autoencoder(args: argparse.Namespace) -> int:
+    from dlsort.spike_encoder import autoencoder_radius
+    from dlsort.training.autoencoder import autoencoder_card, train_autoencoder
+    from dlsort.training.noise import SpatialNoise
+    from dlsort.training.trainer import write_model
+
+    device, temporal, spatial, locations, training_data, start = _prepare(args, "autoencoder")
+    if spatial is None:
+        spatial = shared_noise(SpatialNoise)
+    sizes = _sizes(args, "autoencoder", start is not None)
+    ms_before, ms_after, radius_um = args.ms_before, args.ms_after, args.radius_um
+    if start is not None:
+        card = start[1]
+        radius_um = autoencoder_radius(card, start[2].id)
+        ms_before, ms_after = card["window_ms"]["before"], card["window_ms"]["after"]
+    network, report = train_autoencoder(
+        temporal, spatial, start_from=start[0] if start else None, embedding_dim=args.embedding_dim,
+        radius_um=radius_um, locations=locations, num_scenes=sizes["scenes"], num_examples=sizes["examples"],
+        ms_before=ms_before, ms_after=ms_after, seed=args.seed, device=device, max_epochs=sizes["epochs"],
+        max_seconds=args.max_seconds, progress_bar=not args.quiet,
+    )
+    card = autoencoder_card(network, args.id, args.version, training_data, radius_um, ms_before, ms_after, report)
+    weights = write_model(Path(args.output), network, card)
+    print(f"dlsort: {args.id}@{args.version} written to {weights.parent} ({report.epochs} epochs, "
+          f"{report.seconds:.0f} s); held-out reconstruction MSE {report.best_validation_loss:.3f} "
+          f"(noise variance units), {network.embedding_dim}-dimensional embedding")
+    return 0
+
+
 SYNTHETIC_SECONDS = 40.0  # length of each synthetic hybrid recording the shipped interpolators learn from
 
 
@@ -217,7 +252,7 @@ def _common_arguments(parser: argparse.ArgumentParser, task: str, recording_help
     parser.add_argument("-o", "--output", required=True, help="model folder to write (weights + card.json)")
     parser.add_argument("--recording", help=recording_help)
     parser.add_argument("--from", dest="start_from", help="model to start from" + (
-        "" if task == "deepinterpolation" else f" (default with --recording: {task}-generic)"))
+        f" (default with --recording: {task}-generic)" if task in FINE_TUNES_GENERIC else ""))
     parser.add_argument("--minutes", type=float, default=10.0,
                         help="the noise (deepinterpolation: the training windows) comes from the first MINUTES of "
                              "the recording (default 10)")
@@ -277,3 +312,17 @@ def add_train_parser(commands) -> None:
     deepinterpolation.add_argument("--probes", nargs="+", default=["np1"], choices=("np1", "np2", "staggered"),
                                    help="probe layouts of the synthetic recordings without --recording (default np1)")
     deepinterpolation.set_defaults(handler=_train_deepinterpolation)
+
+    autoencoder = sub.add_parser(
+        "autoencoder",
+        help="train the neighbourhood autoencoder of the features stage (from scratch on synthetic probe patches "
+             "with the shared Neuropixels noise, or on a recording's probe and noise; --from a model to fine-tune)",
+    )
+    _common_arguments(autoencoder, "autoencoder", "train on this recording's noise and probe (contacts within random "
+                      "250 um bands); any `dlsort sort` input")
+    autoencoder.add_argument("--embedding-dim", type=int, default=8, help="embedding dimension (from scratch)")
+    autoencoder.add_argument("--radius-um", type=float, default=75.0,
+                             help="neighbourhood radius, as the sorter's neighbourhood_radius_um (from scratch)")
+    autoencoder.add_argument("--ms-before", type=float, default=1.0, help="window before the trough (from scratch)")
+    autoencoder.add_argument("--ms-after", type=float, default=1.5, help="window after the trough (from scratch)")
+    autoencoder.set_defaults(handler=_train_autoencoder)

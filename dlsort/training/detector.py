@@ -21,7 +21,7 @@ from dlsort.neural_detection import detection_logits, pick_peaks
 from dlsort.nn import NeighbourhoodDetector
 from dlsort.training.bootstrap import BootstrapTemplates
 from dlsort.training.noise import SpatialNoise, TemporalNoise
-from dlsort.training.recordings import TRAINING_FAMILIES, SyntheticPatch, random_patch_locations, synthesize_patch
+from dlsort.training.recordings import SyntheticPatch, patch_contacts, synthesize_patch
 from dlsort.training.synthesis import TRAINING_SAMPLING_FREQUENCY
 from dlsort.training.trainer import TrainingReport, fit
 from dlsort.waveforms import build_neighbourhoods, cut_snippets
@@ -181,14 +181,9 @@ def training_patches(temporal: TemporalNoise, spatial: SpatialNoise, num: int, s
     patches = []
     for _ in range(num):
         own = None
-        if locations is None:
-            where = random_patch_locations(rng, TRAINING_FAMILIES[rng.integers(len(TRAINING_FAMILIES))])
-        else:
-            low = locations[rng.integers(len(locations)), 1] - band_um / 2
-            band = np.flatnonzero((locations[:, 1] >= low) & (locations[:, 1] <= low + band_um))
-            where = locations[band]
-            if templates is not None and rng.random() < templates_fraction:
-                own = templates.restricted_to(band)
+        where, band = patch_contacts(rng, locations, band_um)
+        if band is not None and templates is not None and rng.random() < templates_fraction:
+            own = templates.restricted_to(band)
         patches.append(synthesize_patch(rng, where, temporal, spatial, duration_s=duration_s,
                                         templates=own if own is not None and len(own) else None))
     return patches

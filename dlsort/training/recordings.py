@@ -40,6 +40,34 @@ def random_patch_locations(rng: np.random.Generator, family: str) -> np.ndarray:
     raise ValueError(f"unknown training family {family!r}; choose from {TRAINING_FAMILIES}")
 
 
+def patch_contacts(rng: np.random.Generator, locations: np.ndarray | None,
+                   band_um: float = 250.0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Contact positions of one training patch.
+
+    Parameters
+    ----------
+    rng : np.random.Generator
+    locations : np.ndarray or None
+        (num_channels, 2) contacts of a recording's probe; None draws a patch of a random
+        ``TRAINING_FAMILIES`` probe.
+    band_um : float, default: 250.0
+        With ``locations``, the patch holds the contacts within a random stretch of this length
+        along the probe, so that long probes stay cheap to simulate.
+
+    Returns
+    -------
+    contacts : np.ndarray
+        (num_contacts, 2) in um.
+    band : np.ndarray or None
+        Indices of ``contacts`` in ``locations`` (None without ``locations``).
+    """
+    if locations is None:
+        return random_patch_locations(rng, TRAINING_FAMILIES[rng.integers(len(TRAINING_FAMILIES))]), None
+    low = locations[rng.integers(len(locations)), 1] - band_um / 2
+    band = np.flatnonzero((locations[:, 1] >= low) & (locations[:, 1] <= low + band_um))
+    return locations[band], band
+
+
 @dataclass(frozen=True)
 class SyntheticPatch:
     """A short synthetic recording with labelled spikes.

@@ -1,0 +1,161 @@
+"""Features for clustering: autoencoder embedding vs temporal PCA of the same dimension, on ground-truth spikes.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. python benchmarks/features.py [--cases S M] [--duration SECONDS] [--model WEIGHTS]
+        [--denoising neural|none] [--workdir benchmarks/work]
+
+The peaks are the true spikes of each case (``dlsort.groundtruth``), on the main channel of their
+unit's template, so that only the features and the clustering are measured. Both feature sets go
+through the same preprocessing, the same denoising and the same clustering
+(``dlsort.clustering.cluster`` with its defaults); the temporal PCA keeps as many components as
+the autoencoder's embedding has dimensions. Scores: the adjusted Rand index between true units
+and clusters (noise, label -1, counts as one cluster) and, per true unit, the accuracy of its
+best cluster (matched / (unit + cluster - matched) spikes). Without ``--model`` an autoencoder is
+first trained on synthetic data with the shared Neuropixels noise (``--train-*`` sizes) and
+written to ``<workdir>/features/model``. Results go to ``<workdir>/features/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import dlsort_source  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+JOB = {"n_jobs": 1, "progress_bar": False}
+
+
+def ground_truth_peaks(recording, sorting, ms_before: float, ms_after: float) -> tuple[np.ndarray, np.ndarray]:
+    """The true spikes as a peak array on their unit's main channel, and each one's unit index."""
+    from spikeinterface.core.node_pipeline import base_peak_dtype
+
+    from dlsort.templates import estimate_templates
+
+    spikes = sorting.to_spike_vector()
+    peaks = np.zeros(len(spikes), dtype=base_peak_dtype)
+    peaks["sample_index"], peaks["segment_index"] = spikes["sample_index"], spikes["segment_index"]
+    units = spikes["unit_index"].astype("int64")
+    templates = estimate_templates(recording, peaks, units, ms_before, ms_after, seed=0, job_kwargs=JOB)
+    main = templates.templates_array.min(axis=1).argmin(axis=1)  # deepest trough of each unit
+    peaks["channel_index"] = main[units]
+    inside = (peaks["sample_index"] >= 200) & (peaks["sample_index"] < recording.get_num_samples() - 200)
+    return peaks[inside], units[inside]
+
+
+def unit_accuracies(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per true unit, the accuracy of its best cluster (noise excluded): matched / (unit + cluster - matched)."""
+    from sklearn.metrics.cluster import contingency_matrix
+
+    clusters = np.unique(labels)
+    table = contingency_matrix(truth, labels)[:, clusters >= 0]
+    if table.shape[1] == 0:
+        return np.zeros(table.shape[0])
+    union = table.sum(axis=1, keepdims=True) + table.sum(axis=0, keepdims=True) - table
+    return (table / union).max(axis=1)
+
+
+def score(features, peaks: np.ndarray, truth: np.ndarray) -> dict:
+    """Cluster ``features`` with the sorter's defaults and score the clusters against ``truth``."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from dlsort.clustering import cluster
+
+    start = time.perf_counter()
+    labels = cluster(features, peaks)
+    seconds = time.perf_counter() - start
+    accuracy = unit_accuracies(truth, labels)
+    return {"ari": float(adjusted_rand_score(truth, labels)), "clusters": int(labels.max() + 1),
+            "noise_fraction": float(np.mean(labels < 0)), "mean_unit_accuracy": float(accuracy.mean()),
+            "units_accuracy_ge_0.8": int(np.sum(accuracy >= 0.8)), "clustering_seconds": round(seconds, 2)}
+
+
+def run_case(case, model: Path, denoising: str, duration: float | None) -> dict:
+    """Scores of both feature methods on one case."""
+    from spikeinterface.core import get_noise_levels
+
+    from dlsort.denoising import make_denoiser
+    from dlsort.features import extract_features
+    from dlsort.groundtruth import generate_case
+    from dlsort.params import DEFAULT_PARAMS
+    from dlsort.preprocessing import preprocess
+    from dlsort.spike_encoder import make_spike_encoder
+    from dlsort.waveforms import build_neighbourhoods
+
+    if duration is not None:
+        case = dataclasses.replace(case, duration_s=duration)
+    raw, sorting = generate_case(case)
+    recording = preprocess(raw, DEFAULT_PARAMS["freq_min"], DEFAULT_PARAMS["freq_max"],
+                           DEFAULT_PARAMS["common_reference"])
+    window = dict(ms_before=DEFAULT_PARAMS["ms_before"], ms_after=DEFAULT_PARAMS["ms_after"])
+    peaks, truth = ground_truth_peaks(recording, sorting, **window)
+    noise_levels = get_noise_levels(recording, return_in_uV=False, random_slices_kwargs=dict(seed=0), **JOB)
+    neighbourhoods = build_neighbourhoods(recording.get_channel_locations(), DEFAULT_PARAMS["neighbourhood_radius_um"])
+    denoiser = make_denoiser(denoising, recording.sampling_frequency, noise_levels=noise_levels, **window)
+    encoder = make_spike_encoder(model, recording.sampling_frequency, recording.get_channel_locations(),
+                                 neighbourhoods, noise_levels=noise_levels, **window)
+    common = dict(neighbourhoods=neighbourhoods, n_components=encoder.embedding_dim, denoiser=denoiser, seed=0,
+                  job_kwargs=JOB, **window)
+    rows = {}
+    for method, extra in (("tpca", {}), ("autoencoder", {"encoder": encoder})):
+        start = time.perf_counter()
+        features = extract_features(recording, peaks, method=method, **common, **extra)
+        rows[method] = {"features_seconds": round(time.perf_counter() - start, 2), **score(features, peaks, truth)}
+    return {"case": case.name, "description": case.description, "duration_s": case.duration_s,
+            "num_spikes": int(len(peaks)), "num_units": int(truth.max() + 1), "dimension": encoder.embedding_dim,
+            **rows}
+
+
+def trained_model(folder: Path, scenes: int, examples: int, epochs: int) -> Path:
+    """Train an autoencoder on synthetic data with the shared Neuropixels noise; its weights path."""
+    from dlsort.training.autoencoder import autoencoder_card, train_autoencoder
+    from dlsort.training.noise import SpatialNoise, TemporalNoise
+    from dlsort.training.trainer import write_model
+
+    temporal, spatial = TemporalNoise.from_shared_data(), SpatialNoise.from_shared_data()
+    network, report = train_autoencoder(temporal, spatial, num_scenes=scenes, num_examples=examples,
+                                        max_epochs=epochs)
+    card = autoencoder_card(network, "autoencoder-benchmark", "0.1.0", f"synthetic spikes in {temporal.source}",
+                            75.0, 1.0, 1.5, report)
+    return write_model(folder, network, card)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    from dlsort.groundtruth import BENCHMARK_CASES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", nargs="+", default=["S", "M"], choices=sorted(BENCHMARK_CASES))
+    parser.add_argument("--duration", type=float, help="seconds of each case (default: the case's own)")
+    parser.add_argument("--model", type=Path, help="autoencoder weights (default: train one first)")
+    parser.add_argument("--denoising", choices=("neural", "none"), default="neural",
+                        help="waveform denoising before both feature methods (default: the sorter's, neural)")
+    parser.add_argument("--train-scenes", type=int, default=100)
+    parser.add_argument("--train-examples", type=int, default=60_000)
+    parser.add_argument("--train-epochs", type=int, default=10)
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
+    args = parser.parse_args(argv)
+    folder = args.workdir / "features"
+    model = args.model or trained_model(folder / "model", args.train_scenes, args.train_examples, args.train_epochs)
+    record = {"model": str(model), "denoising": args.denoising, "dlsort_git": dlsort_source(),
+              "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "cases": [run_case(BENCHMARK_CASES[name], model, args.denoising, args.duration) for name in args.cases]}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(record, indent=1))
+    for row in record["cases"]:
+        print(f"{row['case']} ({row['num_spikes']} spikes, {row['num_units']} units, dimension {row['dimension']}): "
+              + "; ".join(f"{method} ARI {row[method]['ari']:.3f}, mean unit accuracy "
+                          f"{row[method]['mean_unit_accuracy']:.3f}, {row[method]['units_accuracy_ge_0.8']} units "
+                          f">= 0.8" for method in ("tpca", "autoencoder")))
+
+
+if __name__ == "__main__":
+    main()
