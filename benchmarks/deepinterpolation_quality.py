@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/deepinterpolation_quality.py [--seconds 60] [--models ID_OR_FILE ...]
-        [--no-self-training] [--workdir benchmarks/work] [--output docs/benchmarks.md]
+        [--no-self-training] [--results NAME] [--workdir benchmarks/work] [--output docs/benchmarks.md]
 
 Hybrid recordings (``dlsort.training.hybrid``: SpikeInterface's ground-truth spikes, noise-free, added
 to noise) whose clean part is known:
@@ -19,11 +19,14 @@ Each method filters the whole recording; the scores use the second half (DeepInt
 trained, self-supervised, on the first half of the same recording, as a user would run
 ``dlsort train deepinterpolation`` on theirs; on the snippet, too short for that, the model of
 ``NP 5 uV`` is applied as well), unless ``--no-self-training``; every model of ``--models`` (the
-shipped ones, for example) is applied to every case as well. Scores: noise reduction = 10 log10
-of the mean squared error to the clean signal before over after; amplitude kept = the filtered
-value at each clean spike's peak (main channel) over the clean peak, summed over spikes; waveform correlation = Pearson
-correlation of the filtered and clean main-channel waveform (-1 to +2 ms), averaged over spikes.
-Amplitude and correlation use spikes whose clean peak exceeds 3 noise standard deviations.
+shipped ones, for example) is applied to every case as well. Results go to
+``<workdir>/deepinterpolation/<NAME>.json`` (``--results``, default ``results``); the report merges
+every such file case by case, so a later run can add models to an earlier one's table. Scores: noise
+reduction = 10 log10 of the mean squared error to the clean signal before over after; amplitude kept
+= the filtered value at each clean spike's peak (main channel) over the clean peak, summed over
+spikes; waveform correlation = Pearson correlation of the filtered and clean main-channel waveform
+(-1 to +2 ms), averaged over spikes. Amplitude and correlation use spikes whose clean peak exceeds 3
+noise standard deviations.
 Linear filters: Gaussian low-pass with -3 dB cut-off at 2 to 6 kHz, and a Wiener filter whose
 noise spectrum is fitted on the recording's own spike-free stretches.
 """
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="*", default=[], help="models applied unchanged to every case")
     parser.add_argument("--no-self-training", dest="self_training", action="store_false",
                         help="skip training a model on each case's first half")
+    parser.add_argument("--results", default="results", help="name of the results file in the work directory")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
@@ -216,11 +220,12 @@ def main(argv: list[str] | None = None) -> None:
                             noise_source=f"the real Neuropixels snippet ({level:.1f} uV noise level)")
     records.append(evaluate_case("real snippet", real, folder / "snippet", models, args.self_training)[0])
     result = {"dlsort_git": dlsort_source(), "started_utc": started, "cases": records}
-    (folder / "results.json").write_text(json.dumps(result, indent=1))
+    (folder / f"{args.results}.json").write_text(json.dumps(result, indent=1))
     command = " ".join(["python benchmarks/deepinterpolation_quality.py"]
                        + ([f"--seconds {args.seconds:g}"] if args.seconds != 60.0 else [])
                        + ([f"--models {' '.join(args.models)}"] if args.models else [])
-                       + ([] if args.self_training else ["--no-self-training"]))
+                       + ([] if args.self_training else ["--no-self-training"])
+                       + ([f"--results {args.results}"] if args.results != "results" else []))
     write_report(args.workdir, args.output, deepinterpolation_command=command)
     for record in records:
         for method, values in record["methods"].items():

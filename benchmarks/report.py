@@ -197,10 +197,21 @@ def denoising_section(record: dict | None) -> list[str]:
     return lines
 
 
-def deepinterpolation_section(record: dict | None) -> list[str]:
-    """The "DeepInterpolation denoising" section from ``benchmarks/deepinterpolation_quality.py``'s result."""
+def merged_cases(records: list[dict]) -> list[dict]:
+    """The cases of several ``deepinterpolation_quality.py`` runs, each case's methods and runs merged (later wins)."""
+    cases: dict[str, dict] = {}
+    for record in sorted(records, key=lambda r: r["started_utc"]):
+        for case in record["cases"]:
+            merged = cases.setdefault(case["case"], {**case, "methods": {}, "deepinterpolation_runs": {}})
+            merged["methods"].update(case["methods"])
+            merged["deepinterpolation_runs"].update(case["deepinterpolation_runs"])
+    return list(cases.values())
+
+
+def deepinterpolation_section(records: list[dict]) -> list[str]:
+    """The "DeepInterpolation denoising" section from ``benchmarks/deepinterpolation_quality.py``'s results."""
     lines = ["## DeepInterpolation denoising on hybrid recordings", ""]
-    if record is None:
+    if not records:
         return lines + ["Not run yet.", ""]
     lines += [
         "Ground-truth spikes (SpikeInterface's generator, noise-free) added to noise; every method filters the whole "
@@ -210,7 +221,7 @@ def deepinterpolation_section(record: dict | None) -> list[str]:
         "deepinterpolation` does), or a model applied unchanged: the first case's, or a shipped one.",
         "",
     ]
-    for case in record["cases"]:
+    for case in merged_cases(records):
         lines += [f"### {case['case']}: {case['channels']} channels, {case['seconds']:g} s, {case['noise']}", "",
                   "| method | noise reduction (dB) | amplitude kept | waveform correlation |", "|---|---|---|---|"]
         for method, values in case["methods"].items():
@@ -243,7 +254,8 @@ def deepinterpolation_sorting_section(records: list[dict]) -> list[str]:
     ]
     for record in sorted(records, key=lambda r: r["case"]):
         plain, interpolated = record["plain"], record["deepinterpolation"]
-        bins = [", ".join(f"{key}: {value}" for key, value in run["evaluation"]["well_detected_by_snr"].items())
+        bins = [", ".join(f"{key}: {found}/{total}" for key, (found, total) in
+                          run["evaluation"]["well_detected_by_snr"].items())
                 for run in (plain, interpolated)]
         lines.append(f"| {record['case']} | {record['training_s']:.0f} | {plain['evaluation']['well_detected']} / "
                      f"{interpolated['evaluation']['well_detected']} | {plain['evaluation']['accuracy']:.3f} / "
@@ -430,8 +442,7 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     lines += [""] + denoising_section(denoising[0] if denoising else None)
     lines += detection_section(load_json_files((workdir / "detection").glob("*.json")),
                                output.parent / DETECTION_FIGURE)
-    deepinterpolation = load_json_files([workdir / "deepinterpolation" / "results.json"])
-    lines += deepinterpolation_section(deepinterpolation[0] if deepinterpolation else None)
+    lines += deepinterpolation_section(load_json_files((workdir / "deepinterpolation").glob("*.json")))
     lines += deepinterpolation_sorting_section(load_json_files((workdir / "deepinterpolation_sorting").glob("*.json")))
     lines += [NOTES_MARKER]
     notes = ""

@@ -28,7 +28,7 @@ SHIPPED = {
                               "np1", "--windows", "1000", "--epochs", "20", "--seed", "0", "--device", "cpu",
                               "--quiet"],
     "deepinterpolation-generic": ["deepinterpolation", "--id", "deepinterpolation-generic", "--version", "1.0.0",
-                                  "--probes", "np1", "np2", "staggered", "--windows", "1500", "--epochs", "20",
+                                  "--probes", "np1", "np2", "staggered", "--windows", "1200", "--epochs", "15",
                                   "--seed", "0", "--device", "cpu", "--quiet"],
 }
 
