@@ -64,9 +64,10 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "deepinterpolation_model": Parameter(
         None,
-        "DeepInterpolation after referencing, before motion correction and detection: None (off, the default until "
-        "the ground-truth benchmark shows it helps) or a model trained with 'dlsort train deepinterpolation' (a "
-        ".safetensors file with its card.json beside it, or a catalog id).",
+        "DeepInterpolation after referencing, before motion correction and detection: None (off; the default "
+        "because it gained no well-detected unit on the ground-truth benchmark, docs/benchmarks.md), "
+        "'deepinterpolation-np1' (shipped, Neuropixels 1.0) or a model trained with 'dlsort train "
+        "deepinterpolation' (a .safetensors file with its card.json beside it, or a catalog id).",
         str,
         nullable=True,
     ),
