@@ -144,19 +144,41 @@ def generate_case(case: GroundTruthCase):
     probe = make_probe(case.probe, case.num_channels)
     if case.drift_um > 0:
         return _generate_drifting(case, probe)
+    return generate_static(probe, case.num_units, case.duration_s, case.sampling_frequency, case.noise_uv, case.seed)
+
+
+def generate_static(probe, num_units: int, duration_s: float, sampling_frequency: float, noise_uv: float,
+                    seed: int):
+    """SpikeInterface's ground-truth generator on ``probe`` with the benchmark's units and firing.
+
+    Parameters
+    ----------
+    probe : probeinterface.Probe
+        With device channel indices.
+    num_units : int
+    duration_s, sampling_frequency : float
+    noise_uv : float
+        Standard deviation of the generator's noise (0: the spikes alone).
+    seed : int
+
+    Returns
+    -------
+    recording : BaseRecording
+        Lazy float32 traces in uV with the probe attached.
+    sorting : BaseSorting
+    """
     from spikeinterface.core.generate import generate_ground_truth_recording
 
-    recording, sorting = generate_ground_truth_recording(
-        durations=[case.duration_s],
-        sampling_frequency=case.sampling_frequency,
-        num_units=case.num_units,
+    return generate_ground_truth_recording(
+        durations=[duration_s],
+        sampling_frequency=sampling_frequency,
+        num_units=num_units,
         probe=probe,
         generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
-        noise_kwargs=dict(noise_levels=case.noise_uv, strategy="tile_pregenerated"),
+        noise_kwargs=dict(noise_levels=noise_uv, strategy="tile_pregenerated"),
         generate_unit_locations_kwargs=dict(margin_um=10.0, minimum_z=5.0, maximum_z=45.0, minimum_distance=20),
-        seed=case.seed,
+        seed=seed,
     )
-    return recording, sorting
 
 
 def _generate_drifting(case: GroundTruthCase, probe):

@@ -114,7 +114,8 @@ def hybrid_recording(probe, num_units: int, duration_s: float, noise: np.ndarray
     HybridRecording
     """
     from spikeinterface.core import NumpyRecording
-    from spikeinterface.core.generate import generate_ground_truth_recording
+
+    from dlsort.groundtruth import generate_static
 
     fs = 30_000.0
     num_samples = int(round(duration_s * fs))
@@ -125,13 +126,7 @@ def hybrid_recording(probe, num_units: int, duration_s: float, noise: np.ndarray
     elif noise.shape != (num_samples, len(locations)):
         raise DlsortInputError(f"the noise is {noise.shape}, the hybrid needs ({num_samples}, {len(locations)}) "
                                "(samples, channels)")
-    generated, sorting = generate_ground_truth_recording(
-        durations=[duration_s], sampling_frequency=fs, num_units=num_units, probe=probe,
-        generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
-        noise_kwargs=dict(noise_levels=0.0, strategy="on_the_fly"),
-        generate_unit_locations_kwargs=dict(margin_um=10.0, minimum_z=5.0, maximum_z=45.0, minimum_distance=20),
-        seed=seed,
-    )
+    generated, sorting = generate_static(probe, num_units, duration_s, fs, 0.0, seed)
     clean = generated.get_traces().astype("float32") * np.float32(spike_scale)
     recording = NumpyRecording(clean + noise.astype("float32"), sampling_frequency=fs)
     recording.set_probe(probe)
