@@ -2,18 +2,23 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/features.py [--cases S M] [--duration SECONDS] [--model WEIGHTS]
-        [--denoising neural|none] [--workdir benchmarks/work]
+    PYTHONPATH=. python benchmarks/features.py [--cases S M D] [--duration SECONDS] [--model MODEL]
+        [--denoising neural|none] [--scaling-case M] [--workdir benchmarks/work]
 
 The peaks are the true spikes of each case (``dlsort.groundtruth``), on the main channel of their
 unit's template, so that only the features and the clustering are measured. Both feature sets go
-through the same preprocessing, the same denoising and the same clustering
-(``dlsort.clustering.cluster`` with its defaults); the temporal PCA keeps as many components as
-the autoencoder's embedding has dimensions. Scores: the adjusted Rand index between true units
-and clusters (noise, label -1, counts as one cluster) and, per true unit, the accuracy of its
-best cluster (matched / (unit + cluster - matched) spikes). Without ``--model`` an autoencoder is
-first trained on synthetic data with the shared Neuropixels noise (``--train-*`` sizes) and
-written to ``<workdir>/features/model``. Results go to ``<workdir>/features/results.json``.
+through the same preprocessing, the same denoising and the sorter's clustering stage with its
+defaults (``dlsort.clustering.cluster``, scored, then the template merge, scored again); the
+temporal PCA keeps as many components as the autoencoder's embedding has dimensions. Scores: the
+adjusted Rand index between true units and clusters (noise, label -1, counts as one cluster) and,
+per true unit, the accuracy of its best cluster (matched / (unit + cluster - matched) spikes).
+
+On ``--scaling-case`` the clustering is also timed on 16 to 384 channels' worth of that case's
+spikes (``clustering_scaling``), on the whole probe and tile by tile.
+
+``--model`` is a catalog id, ``id@version`` or weights path; without it an autoencoder is first
+trained on synthetic data with the shared Neuropixels noise (``--train-*`` sizes) and written to
+``<workdir>/features/model``. Results go to ``<workdir>/features/results.json``.
 """
 
 from __future__ import annotations
@@ -63,22 +68,75 @@ def unit_accuracies(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (table / union).max(axis=1)
 
 
-def score(features, peaks: np.ndarray, truth: np.ndarray) -> dict:
-    """Cluster ``features`` with the sorter's defaults and score the clusters against ``truth``."""
+def score(labels: np.ndarray, truth: np.ndarray) -> dict:
+    """Scores of cluster ``labels`` against ``truth``."""
     from sklearn.metrics import adjusted_rand_score
 
-    from dlsort.clustering import cluster
-
-    start = time.perf_counter()
-    labels = cluster(features, peaks)
-    seconds = time.perf_counter() - start
     accuracy = unit_accuracies(truth, labels)
     return {"ari": float(adjusted_rand_score(truth, labels)), "clusters": int(labels.max() + 1),
             "noise_fraction": float(np.mean(labels < 0)), "mean_unit_accuracy": float(accuracy.mean()),
-            "units_accuracy_ge_0.8": int(np.sum(accuracy >= 0.8)), "clustering_seconds": round(seconds, 2)}
+            "units_accuracy_ge_0.8": int(np.sum(accuracy >= 0.8))}
 
 
-def run_case(case, model: Path, denoising: str, duration: float | None) -> dict:
+def clustering_stage(features, peaks: np.ndarray, recording, truth: np.ndarray) -> dict:
+    """The sorter's clustering stage with its defaults: HDBSCAN (scored), then the template merge (scored)."""
+    from dlsort.clustering import cluster
+    from dlsort.params import DEFAULT_PARAMS
+    from dlsort.templates import merge_similar, templates_from_features
+
+    start = time.perf_counter()
+    labels = cluster(features, peaks, min_cluster_size=DEFAULT_PARAMS["min_cluster_size"],
+                     min_samples=DEFAULT_PARAMS["min_samples"], location_scale_um=DEFAULT_PARAMS["location_scale_um"],
+                     region_um=DEFAULT_PARAMS["clustering_region_um"],
+                     split_components=DEFAULT_PARAMS["split_components"])
+    seconds = time.perf_counter() - start
+    merged = merge_similar(templates_from_features(features, peaks, labels, recording), labels,
+                           similarity_threshold=DEFAULT_PARAMS["merge_similarity"])
+    return {"clustering_seconds": round(seconds, 2), "hdbscan": score(labels, truth),
+            "merged": score(merged, truth)}
+
+
+def tiled(features, peaks: np.ndarray, truth: np.ndarray, copies: int, span_um: float):
+    """``copies`` of the features laid end to end along the probe, ``span_um`` apart, as distinct units."""
+    from dlsort.features import PeakFeatures
+
+    shift = np.repeat(np.arange(copies), len(peaks))
+    locations = np.tile(features.locations, (copies, 1))
+    locations[:, 1] += shift * span_um
+    learned = None if features.spike_embedding is None else np.tile(features.spike_embedding, (copies, 1))
+    copied = PeakFeatures(np.tile(features.embedding, (copies, 1, 1)), locations, features.neighbourhoods,
+                          spike_embedding=learned)
+    return copied, np.tile(peaks, copies), np.tile(truth, copies) + shift * (truth.max() + 1)
+
+
+def clustering_scaling(features, peaks: np.ndarray, truth: np.ndarray, span_um: float,
+                       num_channels: int) -> list[dict]:
+    """Clustering time and ARI on 16 to 384 channels' worth of spikes, whole probe and tile by tile.
+
+    The 16-channel set is the spikes located on the lowest quarter of the probe; larger ones lay
+    copies of the case end to end (each copy's units distinct), so the spikes per channel stay
+    the case's own.
+    """
+    from dlsort.clustering import cluster
+    from dlsort.params import DEFAULT_PARAMS
+
+    quarter = np.flatnonzero(features.locations[:, 1] - features.locations[:, 1].min() < span_um / 4)
+    sets = {num_channels // 4: (features.subset(quarter), peaks[quarter], truth[quarter])}
+    for copies in (1, 2, 6):
+        sets[num_channels * copies] = tiled(features, peaks, truth, copies, span_um)
+    rows = []
+    for channels, (subset, subset_peaks, subset_truth) in sets.items():
+        row = {"channels": channels, "spikes": int(len(subset_peaks))}
+        for name, region in (("whole", 0.0), ("regions", DEFAULT_PARAMS["clustering_region_um"])):
+            start = time.perf_counter()
+            labels = cluster(subset, subset_peaks, region_um=region)
+            row[name] = {"region_um": region, "seconds": round(time.perf_counter() - start, 2),
+                         **score(labels, subset_truth)}
+        rows.append(row)
+    return rows
+
+
+def run_case(case, model: Path, denoising: str, duration: float | None, scaling: bool = False) -> dict:
     """Scores of both feature methods on one case."""
     from spikeinterface.core import get_noise_levels
 
@@ -104,11 +162,18 @@ def run_case(case, model: Path, denoising: str, duration: float | None) -> dict:
                                  neighbourhoods, noise_levels=noise_levels, **window)
     common = dict(neighbourhoods=neighbourhoods, n_components=encoder.embedding_dim, denoiser=denoiser, seed=0,
                   job_kwargs=JOB, **window)
+    import hdbscan  # noqa: F401  (imported before the first clustering is timed)
+
     rows = {}
     for method, extra in (("tpca", {}), ("autoencoder", {"encoder": encoder})):
         start = time.perf_counter()
         features = extract_features(recording, peaks, method=method, **common, **extra)
-        rows[method] = {"features_seconds": round(time.perf_counter() - start, 2), **score(features, peaks, truth)}
+        rows[method] = {"features_seconds": round(time.perf_counter() - start, 2),
+                        **clustering_stage(features, peaks, recording, truth)}
+        if scaling:
+            depths = np.unique(recording.get_channel_locations()[:, 1])
+            span = float(np.ptp(depths) + np.median(np.diff(depths)))  # the probe's length, one row pitch past the end
+            rows[method]["scaling"] = clustering_scaling(features, peaks, truth, span, recording.get_num_channels())
     return {"case": case.name, "description": case.description, "duration_s": case.duration_s,
             "num_spikes": int(len(peaks)), "num_units": int(truth.max() + 1), "dimension": encoder.embedding_dim,
             **rows}
@@ -133,11 +198,13 @@ def main(argv: list[str] | None = None) -> None:
     from dlsort.groundtruth import BENCHMARK_CASES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", nargs="+", default=["S", "M"], choices=sorted(BENCHMARK_CASES))
+    parser.add_argument("--cases", nargs="+", default=["S", "M", "D"], choices=sorted(BENCHMARK_CASES))
     parser.add_argument("--duration", type=float, help="seconds of each case (default: the case's own)")
-    parser.add_argument("--model", type=Path, help="autoencoder weights (default: train one first)")
+    parser.add_argument("--model", help="autoencoder: catalog id, id@version or weights path (default: train one)")
     parser.add_argument("--denoising", choices=("neural", "none"), default="neural",
                         help="waveform denoising before both feature methods (default: the sorter's, neural)")
+    parser.add_argument("--scaling-case", default="M", choices=sorted(BENCHMARK_CASES),
+                        help="case whose spikes time the clustering from 16 to 384 channels (default: M)")
     parser.add_argument("--train-scenes", type=int, default=100)
     parser.add_argument("--train-examples", type=int, default=60_000)
     parser.add_argument("--train-epochs", type=int, default=10)
@@ -147,14 +214,16 @@ def main(argv: list[str] | None = None) -> None:
     model = args.model or trained_model(folder / "model", args.train_scenes, args.train_examples, args.train_epochs)
     record = {"model": str(model), "denoising": args.denoising, "dlsort_git": dlsort_source(),
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "cases": [run_case(BENCHMARK_CASES[name], model, args.denoising, args.duration) for name in args.cases]}
+              "cases": [run_case(BENCHMARK_CASES[name], model, args.denoising, args.duration,
+                                 scaling=name == args.scaling_case) for name in args.cases]}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(record, indent=1))
     for row in record["cases"]:
         print(f"{row['case']} ({row['num_spikes']} spikes, {row['num_units']} units, dimension {row['dimension']}): "
-              + "; ".join(f"{method} ARI {row[method]['ari']:.3f}, mean unit accuracy "
-                          f"{row[method]['mean_unit_accuracy']:.3f}, {row[method]['units_accuracy_ge_0.8']} units "
-                          f">= 0.8" for method in ("tpca", "autoencoder")))
+              + "; ".join(f"{method} ARI {row[method]['hdbscan']['ari']:.3f} (merged "
+                          f"{row[method]['merged']['ari']:.3f}), {row[method]['merged']['units_accuracy_ge_0.8']} "
+                          f"units >= 0.8 after the merge"
+                          for method in ("tpca", "autoencoder")))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@
 
 1. HDBSCAN on globally comparable features: the peak location and the waveform features
    (``PeakFeatures.waveform_features``: the learned embedding of the neighbourhood snippet, or the
-   temporal PCA of the detection channel), each scaled to unit spread.
+   temporal PCA of the detection channel), each scaled to unit spread. With ``region_um > 0`` the
+   probe is cut into tiles of at most ``region_um`` (``spatial_regions``); each tile's peaks,
+   with those within ``REGION_MARGIN_UM`` around it, are clustered on their own, a tile keeps the clusters
+   whose median location lies inside it, and a peak claimed by two tiles' clusters goes to the
+   one whose median is nearer. Cost then grows linearly with the probe's size.
 2. Optional split (``split_components > 0``): every cluster is re-clustered on its whole
    channel neighbourhood (the embedding of each member re-laid on the neighbourhood of the
    cluster's most common channel), in its own PCA space; it is split when HDBSCAN finds two or
@@ -15,12 +19,17 @@ Over-split units are merged later by template similarity (``dlsort.templates.mer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from dlsort.errors import check_choice
 from dlsort.features import PeakFeatures
 
 CLUSTERING_METHODS = ("hdbscan",)
+# Peaks this close to a tile are clustered with it: a unit's peaks are located within a few tens of um
+# of its centre, so a unit whose median lies in the tile is whole in its tile's clustering.
+REGION_MARGIN_UM = 100.0
 
 
 def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int) -> np.ndarray:
@@ -34,6 +43,110 @@ def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int) -> np.
         min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="eom", core_dist_n_jobs=1
     )
     return clusterer.fit_predict(points).astype("int64")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One tile of the probe.
+
+    Attributes
+    ----------
+    members : np.ndarray
+        Indices of the points clustered with this tile: inside it or within its margin.
+    tile : tuple of int
+        The tile's (column, row) index, to which ``tile_of`` maps a location inside it.
+    """
+
+    members: np.ndarray
+    tile: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Tiles of at most ``region_um`` covering a set of locations.
+
+    Attributes
+    ----------
+    origin : np.ndarray
+        (2,) lowest x, y.
+    size : np.ndarray
+        (2,) tile width and height (um).
+    shape : tuple of int
+        Tiles along x and along y.
+    """
+
+    origin: np.ndarray
+    size: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def covering(cls, locations: np.ndarray, region_um: float) -> Tiling:
+        """Equal tiles of at most ``region_um`` on each side covering ``locations`` (n, 2)."""
+        origin, span = locations.min(axis=0), np.ptp(locations, axis=0)
+        shape = np.maximum(1, np.ceil(span / region_um)).astype(int)
+        return cls(origin, np.maximum(span / shape, 1e-9), (int(shape[0]), int(shape[1])))
+
+    def tile_of(self, locations: np.ndarray) -> np.ndarray:
+        """(n, 2) tile index of each location (the last tile holds the far edge)."""
+        index = np.floor((locations - self.origin) / self.size).astype(int)
+        return np.clip(index, 0, np.array(self.shape) - 1)
+
+    def regions(self, locations: np.ndarray, margin_um: float) -> list[Region]:
+        """Each tile with the points inside it or within ``margin_um`` of it."""
+        out = []
+        for tile in np.ndindex(*self.shape):
+            low = self.origin + np.array(tile) * self.size - margin_um
+            high = low + self.size + 2 * margin_um
+            inside = np.all((locations >= low) & (locations <= high), axis=1)
+            out.append(Region(np.flatnonzero(inside), tile))
+        return out
+
+
+def spatial_regions(locations: np.ndarray, region_um: float,
+                    margin_um: float = REGION_MARGIN_UM) -> tuple[Tiling, list[Region]]:
+    """Cut the probe into tiles of at most ``region_um``, each with the points within ``margin_um`` of it.
+
+    Parameters
+    ----------
+    locations : np.ndarray
+        (n, 2) peak locations (um).
+    region_um : float
+        Largest tile side; 0 makes one tile of everything.
+    margin_um : float, default: REGION_MARGIN_UM
+
+    Returns
+    -------
+    tiling : Tiling
+    regions : list of Region
+    """
+    if region_um < 0:
+        raise ValueError(f"region_um must be >= 0, got {region_um}")
+    span = float(np.ptp(locations, axis=0).max()) if len(locations) else 0.0
+    tiling = Tiling.covering(locations, region_um if region_um > 0 else max(span, 1.0))
+    return tiling, tiling.regions(locations, margin_um if region_um > 0 else 0.0)
+
+
+def _regional_hdbscan(points: np.ndarray, locations: np.ndarray, region_um: float, min_cluster_size: int,
+                      min_samples: int) -> np.ndarray:
+    """HDBSCAN labels of ``points`` clustered tile by tile (see the module docstring)."""
+    tiling, regions = spatial_regions(locations, region_um)
+    if len(regions) == 1:
+        return _hdbscan(points, min_cluster_size, min_samples)
+    labels = np.full(len(points), -1, dtype="int64")
+    nearest = np.full(len(points), np.inf)
+    next_label = 0
+    for region in regions:
+        local = _hdbscan(points[region.members], min_cluster_size, min_samples)
+        for label in np.unique(local[local >= 0]):
+            members = region.members[local == label]
+            centre = np.median(locations[members], axis=0)
+            if tuple(tiling.tile_of(centre[None])[0]) != region.tile:
+                continue
+            distance = np.linalg.norm(locations[members] - centre, axis=1)
+            claim = distance < nearest[members]
+            labels[members[claim]], nearest[members[claim]] = next_label, distance[claim]
+            next_label += 1
+    return labels
 
 
 def _principal_scores(matrix: np.ndarray, n_components: int) -> np.ndarray:
@@ -74,6 +187,7 @@ def cluster(
     min_cluster_size: int = 20,
     min_samples: int = 5,
     location_scale_um: float = 10.0,
+    region_um: float = 0.0,
     split_components: int = 0,
 ) -> np.ndarray:
     """Cluster peaks from their features.
@@ -92,6 +206,8 @@ def cluster(
     location_scale_um : float, default: 10.0
         Distance in micrometres that weighs as much as one standard deviation of the
         waveform features.
+    region_um : float, default: 0.0
+        Largest side (um) of the probe tiles clustered separately (0 = the whole probe at once).
     split_components : int, default: 0
         PCA dimensions of the split step (0 = no split step; measured on case M it lowered the
         clustering's adjusted Rand index, see ``docs/architecture.md``).
@@ -109,7 +225,7 @@ def cluster(
     if len(peaks) == 0:
         return np.zeros(0, dtype="int64")
     points = np.concatenate([features.locations / location_scale_um, features.waveform_features()], axis=1)
-    labels = _hdbscan(points, min_cluster_size, min_samples)
+    labels = _regional_hdbscan(points, features.locations, region_um, min_cluster_size, min_samples)
     if split_components > 0:
         labels = _split_clusters(
             features, peaks["channel_index"], labels, min_cluster_size, min_samples, split_components

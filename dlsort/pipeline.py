@@ -193,6 +193,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             min_cluster_size=p["min_cluster_size"],
             min_samples=p["min_samples"],
             location_scale_um=p["location_scale_um"],
+            region_um=p["clustering_region_um"],
             split_components=p["split_components"],
         )
     if np.any(labels >= 0):

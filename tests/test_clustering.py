@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from dlsort.clustering import cluster, relay_on_neighbourhood
+from dlsort.clustering import REGION_MARGIN_UM, cluster, relay_on_neighbourhood, spatial_regions
 from dlsort.features import PeakFeatures
 from dlsort.waveforms import build_neighbourhoods
 
@@ -58,3 +58,49 @@ def test_relay_moves_channels_to_the_target_layout():
     source = dict(zip(hood.indices[2], embedding[0, 0]))
     expected = [source.get(channel, 0.0) for channel in hood.indices[3]]
     np.testing.assert_allclose(relaid[0, 0], expected)
+
+
+def _line_of_units(rng, centres_um, n_per_unit=120):
+    """Units along a 1-column probe: 2 embedding dimensions, location spread 4 um, one unit per centre."""
+    locations = np.stack([np.zeros(46), 20.0 * np.arange(46)], axis=1)  # 900 um
+    hood = build_neighbourhoods(locations, 45.0)
+    embeddings, peak_locations, channels = [], [], []
+    for unit, centre in enumerate(centres_um):
+        mean = np.zeros((2, hood.width), "float32")
+        mean[0, 0], mean[1, 0] = 30.0 * np.cos(unit), 30.0 * np.sin(unit)
+        embeddings.append(mean + rng.normal(scale=2.0, size=(n_per_unit, 2, hood.width)))
+        peak_locations.append(np.array([0.0, centre]) + rng.normal(scale=4.0, size=(n_per_unit, 2)))
+        channels.append(np.full(n_per_unit, int(round(centre / 20.0))))
+    features = PeakFeatures(np.concatenate(embeddings).astype("float32"),
+                            np.concatenate(peak_locations).astype("float32"), hood)
+    return features, _peaks(np.concatenate(channels)), np.repeat(np.arange(len(centres_um)), n_per_unit)
+
+
+def test_regional_clustering_keeps_units_on_tile_edges_whole():
+    # tiles of 150 um from y ~ -10: units sit on tile edges (150, 300, 450) and between them
+    centres = [0.0, 100.0, 150.0, 225.0, 300.0, 380.0, 450.0, 600.0, 750.0, 880.0]
+    features, peaks, truth = _line_of_units(np.random.default_rng(1), centres)
+    whole = cluster(features, peaks, region_um=0.0)
+    tiled = cluster(features, peaks, region_um=150.0)
+    for labels in (whole, tiled):
+        kept = labels >= 0
+        assert kept.mean() > 0.9
+        assert labels.max() + 1 == len(centres)
+        assert adjusted_rand_score(truth[kept], labels[kept]) > 0.95
+    assert adjusted_rand_score(whole, tiled) > 0.95
+
+
+def test_spatial_regions_cover_every_point_with_bounded_tiles():
+    rng = np.random.default_rng(2)
+    locations = rng.uniform([0.0, 0.0], [100.0, 1000.0], size=(500, 2))
+    tiling, regions = spatial_regions(locations, 200.0)
+    assert tiling.shape == (1, 5) and np.all(tiling.size <= 200.0)
+    tiles = tiling.tile_of(locations)
+    for region in regions:
+        own = np.flatnonzero(np.all(tiles == region.tile, axis=1))
+        assert np.isin(own, region.members).all()  # a tile's points are clustered with it
+        spread = np.ptp(locations[region.members, 1])
+        assert spread <= tiling.size[1] + 2 * REGION_MARGIN_UM + 1e-6  # the tile and its margins, no more
+    assert len(spatial_regions(locations, 0.0)[1]) == 1
+    with pytest.raises(ValueError, match="region_um must be >= 0"):
+        spatial_regions(locations, -1.0)
