@@ -35,44 +35,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import dlsort_source  # noqa: E402
 
+from dlsort.evaluation import cluster_accuracies, ground_truth_peaks  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB = {"n_jobs": 1, "progress_bar": False}
-
-
-def ground_truth_peaks(recording, sorting, ms_before: float, ms_after: float) -> tuple[np.ndarray, np.ndarray]:
-    """The true spikes as a peak array on their unit's main channel, and each one's unit index."""
-    from spikeinterface.core.node_pipeline import base_peak_dtype
-
-    from dlsort.templates import estimate_templates
-
-    spikes = sorting.to_spike_vector()
-    peaks = np.zeros(len(spikes), dtype=base_peak_dtype)
-    peaks["sample_index"], peaks["segment_index"] = spikes["sample_index"], spikes["segment_index"]
-    units = spikes["unit_index"].astype("int64")
-    templates = estimate_templates(recording, peaks, units, ms_before, ms_after, seed=0, job_kwargs=JOB)
-    main = templates.templates_array.min(axis=1).argmin(axis=1)  # deepest trough of each unit
-    peaks["channel_index"] = main[units]
-    inside = (peaks["sample_index"] >= 200) & (peaks["sample_index"] < recording.get_num_samples() - 200)
-    return peaks[inside], units[inside]
-
-
-def unit_accuracies(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per true unit, the accuracy of its best cluster (noise excluded): matched / (unit + cluster - matched)."""
-    from sklearn.metrics.cluster import contingency_matrix
-
-    clusters = np.unique(labels)
-    table = contingency_matrix(truth, labels)[:, clusters >= 0]
-    if table.shape[1] == 0:
-        return np.zeros(table.shape[0])
-    union = table.sum(axis=1, keepdims=True) + table.sum(axis=0, keepdims=True) - table
-    return (table / union).max(axis=1)
 
 
 def score(labels: np.ndarray, truth: np.ndarray) -> dict:
     """Scores of cluster ``labels`` against ``truth``."""
     from sklearn.metrics import adjusted_rand_score
 
-    accuracy = unit_accuracies(truth, labels)
+    accuracy = cluster_accuracies(truth, labels)
     return {"ari": float(adjusted_rand_score(truth, labels)), "clusters": int(labels.max() + 1),
             "noise_fraction": float(np.mean(labels < 0)), "mean_unit_accuracy": float(accuracy.mean()),
             "units_accuracy_ge_0.8": int(np.sum(accuracy >= 0.8))}
@@ -154,7 +127,7 @@ def run_case(case, model: Path, denoising: str, duration: float | None, scaling:
     recording = preprocess(raw, DEFAULT_PARAMS["freq_min"], DEFAULT_PARAMS["freq_max"],
                            DEFAULT_PARAMS["common_reference"])
     window = dict(ms_before=DEFAULT_PARAMS["ms_before"], ms_after=DEFAULT_PARAMS["ms_after"])
-    peaks, truth = ground_truth_peaks(recording, sorting, **window)
+    peaks, truth = ground_truth_peaks(recording, sorting, job_kwargs=JOB, **window)
     noise_levels = get_noise_levels(recording, return_in_uV=False, random_slices_kwargs=dict(seed=0), **JOB)
     neighbourhoods = build_neighbourhoods(recording.get_channel_locations(), DEFAULT_PARAMS["neighbourhood_radius_um"])
     denoiser = make_denoiser(denoising, recording.sampling_frequency, noise_levels=noise_levels, **window)

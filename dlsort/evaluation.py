@@ -140,3 +140,66 @@ def evaluate(gt_sorting, sorting, recording=None, snrs: np.ndarray | None = None
         well_detected_by_snr=by_snr,
         per_unit=per_unit,
     )
+
+
+def ground_truth_peaks(recording, gt_sorting, ms_before: float, ms_after: float,
+                       job_kwargs: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The true spikes as a SpikeInterface peak array, each on its unit's main channel.
+
+    Feeding these peaks to the features and clustering stages measures those stages alone,
+    without detection errors.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        The (preprocessed) recording the spikes are in.
+    gt_sorting : BaseSorting
+        Its ground truth.
+    ms_before, ms_after : float
+        Window of the templates that choose each unit's main channel (its deepest trough).
+    job_kwargs : dict or None
+
+    Returns
+    -------
+    peaks : np.ndarray
+        Peak array (spikes whose window would leave the recording are dropped).
+    units : np.ndarray
+        int64 unit index of each peak.
+    """
+    from spikeinterface.core.node_pipeline import base_peak_dtype
+
+    from dlsort.templates import estimate_templates
+
+    spikes = gt_sorting.to_spike_vector()
+    peaks = np.zeros(len(spikes), dtype=base_peak_dtype)
+    peaks["sample_index"], peaks["segment_index"] = spikes["sample_index"], spikes["segment_index"]
+    units = spikes["unit_index"].astype("int64")
+    templates = estimate_templates(recording, peaks, units, ms_before, ms_after, seed=0, job_kwargs=job_kwargs or {})
+    peaks["channel_index"] = templates.templates_array.min(axis=1).argmin(axis=1)[units]
+    margin = int(np.ceil(max(ms_before, ms_after) * recording.sampling_frequency / 1000.0))
+    inside = (peaks["sample_index"] >= margin) & (peaks["sample_index"] < recording.get_num_samples() - margin)
+    return peaks[inside], units[inside]
+
+
+def cluster_accuracies(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per true unit, the accuracy of its best cluster: matched / (unit + cluster - matched) spikes.
+
+    Parameters
+    ----------
+    truth : np.ndarray
+        True unit of each spike (0..n-1).
+    labels : np.ndarray
+        Cluster of each spike; -1 (noise) is no cluster.
+
+    Returns
+    -------
+    np.ndarray
+        (n,) accuracies; 0 for a unit whose spikes are all noise.
+    """
+    from sklearn.metrics.cluster import contingency_matrix
+
+    table = contingency_matrix(truth, labels)[:, np.unique(labels) >= 0]
+    if table.shape[1] == 0:
+        return np.zeros(table.shape[0])
+    union = table.sum(axis=1, keepdims=True) + table.sum(axis=0, keepdims=True) - table
+    return (table / union).max(axis=1)

@@ -148,9 +148,10 @@ PARAMETERS: dict[str, Parameter] = {
         choices=FEATURE_METHODS,
     ),
     "features_model": Parameter(
-        None,
-        "Autoencoder for features_method='autoencoder' (trained with 'dlsort train autoencoder'; none ships yet): a "
-        "catalog id, id@version, or the path of a .safetensors file with its card.json beside it.",
+        "autoencoder-generic@1.0.0",
+        "Autoencoder for features_method='autoencoder' (shipped, or trained with 'dlsort train autoencoder'): a "
+        "catalog id, id@version, or the path of a .safetensors file with its card.json beside it. The default is "
+        "pinned (a catalog update never changes results).",
         str,
         nullable=True,
     ),

@@ -139,6 +139,10 @@ def test_train_command_trains_from_synthetic_data_then_fine_tunes_on_a_recording
     start = first / "weights.safetensors"
     assert tuned["training_data"] == f"synthetic spikes in the noise of recording, fine-tuned from {start}"
     assert tuned["architecture"] == card["architecture"]
+    third = tmp_path / "tuned-generic"  # --recording alone fine-tunes the shipped autoencoder
+    assert main(["train", "autoencoder", "--recording", folder_of(tiny_recording), "--output", str(third), *sizes]) == 0
+    assert json.loads((third / "card.json").read_text())["training_data"].endswith(
+        "fine-tuned from autoencoder-generic@1.0.0")
     assert main(["train", "autoencoder", "--from", "detector-generic", "--output", str(tmp_path / "no")]) == 2
     assert "is a detector model, not a autoencoder model" in capsys.readouterr().err
 
@@ -221,7 +225,7 @@ def test_the_sorter_clusters_on_autoencoder_features_and_records_the_model(train
     provenance = json.loads((tmp_path / "sort" / "provenance.json").read_text())
     assert resolve_model(trained_model, task="autoencoder").provenance() in provenance["models"]
     with pytest.raises(DlsortInputError, match="needs features_model"):
-        validate_params({"features_method": "autoencoder"})
+        validate_params({"features_method": "autoencoder", "features_model": None})
 
 
 def test_autoencoder_features_are_the_same_in_parallel_workers_and_refuse_a_missing_encoder(trained_model,
@@ -247,3 +251,37 @@ def test_autoencoder_features_are_the_same_in_parallel_workers_and_refuse_a_miss
     assert one.subset(np.arange(3)).spike_embedding.shape == (3, 8)
     with pytest.raises(DlsortInputError, match="needs encoder"):
         extract_features(tiny_recording, peaks, method="autoencoder", job_kwargs=JOB)
+
+
+def test_the_shipped_autoencoder_separates_low_snr_units_better_than_temporal_pca():
+    """Floor of the shipped weights: true spikes of a 10-uV-noise Neuropixels case, clustered on each feature set."""
+    from sklearn.metrics import adjusted_rand_score
+    from spikeinterface.core import get_noise_levels
+
+    from dlsort.clustering import cluster
+    from dlsort.evaluation import cluster_accuracies, ground_truth_peaks
+    from dlsort.features import extract_features
+    from dlsort.groundtruth import GroundTruthCase, generate_case
+    from dlsort.params import DEFAULT_PARAMS
+    from dlsort.preprocessing import preprocess
+    from dlsort.spike_encoder import make_spike_encoder
+    from dlsort.waveforms import build_neighbourhoods
+
+    raw, gt = generate_case(GroundTruthCase("low", "low SNR", "np1", 32, 20, 30.0, noise_uv=10.0, seed=3))
+    recording = preprocess(raw, DEFAULT_PARAMS["freq_min"], DEFAULT_PARAMS["freq_max"],
+                           DEFAULT_PARAMS["common_reference"])
+    peaks, truth = ground_truth_peaks(recording, gt, 1.0, 1.5, JOB)
+    locations = recording.get_channel_locations()
+    neighbourhoods = build_neighbourhoods(locations, 75.0)
+    noise = get_noise_levels(recording, return_in_uV=False, random_slices_kwargs=dict(seed=0), **JOB)
+    encoder = make_spike_encoder("autoencoder-generic@1.0.0", recording.sampling_frequency, locations,
+                                 neighbourhoods, 1.0, 1.5, noise)
+    scores = {}
+    for method, extra in (("tpca", {}), ("autoencoder", {"encoder": encoder})):
+        features = extract_features(recording, peaks, method=method, neighbourhoods=neighbourhoods,
+                                    n_components=encoder.embedding_dim, seed=0, job_kwargs=JOB, ms_before=1.0,
+                                    ms_after=1.5, **extra)
+        labels = cluster(features, peaks)
+        scores[method] = adjusted_rand_score(truth, labels), cluster_accuracies(truth, labels)
+    assert scores["autoencoder"][0] >= 0.95 and scores["autoencoder"][0] >= scores["tpca"][0] + 0.02, scores
+    assert np.all(scores["autoencoder"][1] >= 0.9), scores  # every unit has a cluster of its own

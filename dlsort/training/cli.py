@@ -17,7 +17,7 @@ SIZES = {
                     "fine-tune": dict(scenes=60, examples=50_000, epochs=8)},
 }
 # Tasks whose ``--recording`` alone fine-tunes the shipped ``<task>-generic`` model (the others train from scratch).
-FINE_TUNES_GENERIC = ("denoiser", "detector")
+FINE_TUNES_GENERIC = ("denoiser", "detector", "autoencoder")
 BOOTSTRAP_MINUTES = 2.0
 NOISE_RECORDING_HELP = ("fine-tune on this recording's noise (and, for the detector, its probe); any `dlsort sort` "
                         "input")
