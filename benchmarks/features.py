@@ -55,7 +55,7 @@ def clustering_stage(features, peaks: np.ndarray, recording, truth: np.ndarray) 
     """The sorter's clustering stage with its defaults: HDBSCAN (scored), then the template merge (scored)."""
     from dlsort.clustering import cluster
     from dlsort.params import DEFAULT_PARAMS
-    from dlsort.templates import merge_similar, templates_from_features
+    from dlsort.templates import RefractoryCheck, merge_similar, templates_from_features
 
     start = time.perf_counter()
     labels = cluster(features, peaks, min_cluster_size=DEFAULT_PARAMS["min_cluster_size"],
@@ -63,8 +63,9 @@ def clustering_stage(features, peaks: np.ndarray, recording, truth: np.ndarray) 
                      region_um=DEFAULT_PARAMS["clustering_region_um"],
                      split_components=DEFAULT_PARAMS["split_components"])
     seconds = time.perf_counter() - start
+    refractory = RefractoryCheck.of_peaks(peaks, recording, DEFAULT_PARAMS["merge_refractory_ms"])
     merged = merge_similar(templates_from_features(features, peaks, labels, recording), labels,
-                           similarity_threshold=DEFAULT_PARAMS["merge_similarity"])
+                           similarity_threshold=DEFAULT_PARAMS["merge_similarity"], refractory=refractory)
     return {"clustering_seconds": round(seconds, 2), "hdbscan": score(labels, truth),
             "merged": score(merged, truth)}
 

@@ -192,6 +192,14 @@ PARAMETERS: dict[str, Parameter] = {
     "merge_similarity": Parameter(
         0.9, "Cosine similarity of templates above which clusters merge.", float, low=0.0, high=1.0
     ),
+    "merge_refractory_ms": Parameter(
+        1.0,
+        "Similar clusters are not merged when their spikes fall within this many ms of each other at half the rate "
+        "or more that independent neurons would (two neurons, not one split in two); 0 = similarity alone.",
+        float,
+        low=0.0,
+        high=10.0,
+    ),
     "min_template_snr": Parameter(
         5.0,
         "Templates whose peak is below this many noise levels are dropped (5 = the detection threshold).",

@@ -27,7 +27,13 @@ from dlsort.features import extract_features
 from dlsort.matching import match_templates
 from dlsort.preprocessing import preprocess, resolve_motion_correction
 from dlsort.spike_encoder import make_spike_encoder
-from dlsort.templates import clean_templates, estimate_templates, merge_similar, templates_from_features
+from dlsort.templates import (
+    RefractoryCheck,
+    clean_templates,
+    estimate_templates,
+    merge_similar,
+    templates_from_features,
+)
 from dlsort.validation import resolve_device
 from dlsort.waveforms import build_neighbourhoods
 
@@ -198,9 +204,10 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         )
     if np.any(labels >= 0):
         # Merge decisions on templates decoded from the features (no pass over the recording) ...
-        labels = merge_similar(
-            templates_from_features(features, sampled, labels, rec), labels, similarity_threshold=p["merge_similarity"]
-        )
+        refractory = (RefractoryCheck.of_peaks(sampled, rec, p["merge_refractory_ms"])
+                      if p["merge_refractory_ms"] > 0 else None)
+        labels = merge_similar(templates_from_features(features, sampled, labels, rec), labels,
+                               similarity_threshold=p["merge_similarity"], refractory=refractory)
     # ... and the final templates averaged from the recording: dense, so matching sees every channel.
     templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
     counts = np.bincount(labels[labels >= 0], minlength=templates.num_units)

@@ -8,6 +8,8 @@ cost does not grow with the recording length; these dense templates are the ones
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from spikeinterface.core import Templates
 from spikeinterface.core.waveform_tools import estimate_templates_with_accumulator
@@ -171,8 +173,53 @@ def lagged_cosine_similarity(templates_array: np.ndarray, max_shift: int) -> np.
     return best / np.outer(norms, norms)
 
 
+@dataclass(frozen=True)
+class RefractoryCheck:
+    """Spike times that let a merge test whether two clusters fire as one neuron.
+
+    Two clusters of one neuron (an over-split unit) almost never fire within a refractory period
+    of each other; two neurons firing independently do so at the rate chance predicts. A pair is
+    not merged when its cross-pairs closer than ``refractory_samples`` reach half of the count
+    expected for independent trains, provided that count is at least ``min_expected`` (below it
+    the trains are too sparse to tell, and similarity alone decides).
+
+    Attributes
+    ----------
+    times : np.ndarray
+        Time of each labelled peak in samples, on one clock over all segments.
+    refractory_samples : int
+    duration_samples : int
+        Total length of the recording.
+    min_expected : float, default: 5.0
+    """
+
+    times: np.ndarray
+    refractory_samples: int
+    duration_samples: int
+    min_expected: float = 5.0
+
+    def independent(self, first: np.ndarray, second: np.ndarray) -> bool:
+        """Whether the peaks at indices ``first`` and ``second`` coincide as often as independent trains would."""
+        a, b = np.sort(self.times[first]), np.sort(self.times[second])
+        window = self.refractory_samples
+        expected = len(a) * len(b) * (2 * window + 1) / max(self.duration_samples, 1)
+        if expected < self.min_expected:
+            return False
+        observed = np.sum(np.searchsorted(b, a + window, side="right") - np.searchsorted(b, a - window, side="left"))
+        return observed >= 0.5 * expected
+
+    @classmethod
+    def of_peaks(cls, peaks: np.ndarray, recording, refractory_ms: float) -> RefractoryCheck:
+        """The check for SpikeInterface ``peaks`` of ``recording``."""
+        lengths = [recording.get_num_samples(segment) for segment in range(recording.get_num_segments())]
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        times = peaks["sample_index"].astype("int64") + offsets[peaks["segment_index"]]
+        return cls(times, int(round(refractory_ms * recording.sampling_frequency / 1000.0)), int(sum(lengths)))
+
+
 def merge_similar(
-    templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.9, max_shift: int = 3
+    templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.9, max_shift: int = 3,
+    refractory: RefractoryCheck | None = None,
 ) -> np.ndarray:
     """Merge labels whose templates are similar (cosine similarity with small lags).
 
@@ -187,6 +234,9 @@ def merge_similar(
         (transitively).
     max_shift : int, default: 3
         Samples of lag explored when comparing two templates.
+    refractory : RefractoryCheck or None
+        When given, similar pairs that fire independently of each other (``RefractoryCheck``)
+        are not merged.
 
     Returns
     -------
@@ -210,6 +260,8 @@ def merge_similar(
         return i
 
     for i, j in zip(*np.nonzero(np.triu(pairs, k=1))):
+        if refractory is not None and refractory.independent(np.flatnonzero(labels == i), np.flatnonzero(labels == j)):
+            continue
         parent[root(i)] = root(j)
     roots = np.array([root(i) for i in range(n)])
     _, new_ids = np.unique(roots, return_inverse=True)

@@ -1,7 +1,7 @@
 import numpy as np
 from spikeinterface.core import Templates
 
-from dlsort.templates import clean_templates, lagged_cosine_similarity, merge_similar
+from dlsort.templates import RefractoryCheck, clean_templates, lagged_cosine_similarity, merge_similar
 
 
 def _spike(num_samples=40, centre=15, width=3.0):
@@ -37,6 +37,27 @@ def test_merge_joins_duplicates_only():
     assert merged[0] == merged[2] != merged[4]
     assert merged[-1] == -1
     assert set(merged[merged >= 0]) == {0, 1}
+
+
+def test_similar_clusters_that_fire_independently_are_not_merged():
+    rng = np.random.default_rng(0)
+    duration, refractory = 30000 * 120, 60  # 2 min at 30 kHz; 2 ms
+    # one neuron at 20 Hz with a 3-ms refractory period, its spikes split alternately between two clusters ...
+    neuron = np.cumsum(90 + rng.exponential(30000 / 20, size=2400)).astype("int64")
+    neuron = neuron[neuron < duration]
+    # ... and two independent neurons at 20 Hz with the same template
+    first, second = (np.sort(rng.choice(duration, size=2400, replace=False)) for _ in range(2))
+    times = np.concatenate([neuron, first, second])
+    labels = np.concatenate([np.arange(len(neuron)) % 2, np.full(len(first), 2), np.full(len(second), 3)])
+    base = np.stack([_spike(), 0.5 * _spike()], axis=1) * 50
+    templates = _templates([base] * 4)
+    check = RefractoryCheck(times, refractory, duration)
+    merged = merge_similar(templates, labels, refractory=check)
+    assert merged[0] == merged[1]  # the split neuron is joined
+    assert len({merged[labels == 0][0], merged[labels == 2][0], merged[labels == 3][0]}) == 3
+    assert len(set(merge_similar(templates, labels))) == 1  # similarity alone joins all four
+    sparse = RefractoryCheck(times, refractory, duration * 1000)  # too few coincidences expected to judge
+    assert len(set(merge_similar(templates, labels, refractory=sparse))) == 1
 
 
 def test_clean_drops_small_templates_and_sparsifies():
