@@ -63,11 +63,56 @@ def clustering_stage(features, peaks: np.ndarray, recording, truth: np.ndarray) 
                      region_um=DEFAULT_PARAMS["clustering_region_um"],
                      split_components=DEFAULT_PARAMS["split_components"])
     seconds = time.perf_counter() - start
-    refractory = RefractoryCheck.of_peaks(peaks, recording, DEFAULT_PARAMS["merge_refractory_ms"])
+    refractory_ms = DEFAULT_PARAMS["merge_refractory_ms"]
+    refractory = RefractoryCheck.of_peaks(peaks, recording, refractory_ms) if refractory_ms > 0 else None
     merged = merge_similar(templates_from_features(features, peaks, labels, recording), labels,
                            similarity_threshold=DEFAULT_PARAMS["merge_similarity"], refractory=refractory)
     return {"clustering_seconds": round(seconds, 2), "hdbscan": score(labels, truth),
-            "merged": score(merged, truth)}
+            "merged": score(merged, truth), "split_test": split_test(features, labels, truth)}
+
+
+def bimodality(projection: np.ndarray, boundary: float) -> float:
+    """1 - (lowest point between the two modes) / (lower mode) of a smoothed histogram; 0 = unimodal."""
+    counts, edges = np.histogram(projection, bins=int(np.clip(np.sqrt(len(projection)), 20, 100)))
+    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    counts = np.convolve(counts, kernel / kernel.sum(), mode="same")
+    centres = (edges[1:] + edges[:-1]) / 2
+    left, right = np.flatnonzero(centres < boundary), np.flatnonzero(centres >= boundary)
+    if len(left) == 0 or len(right) == 0:
+        return 0.0
+    low, high = left[np.argmax(counts[left])], right[np.argmax(counts[right])]
+    return float(1.0 - counts[low:high + 1].min() / min(counts[low], counts[high]))
+
+
+def split_test(features, labels: np.ndarray, truth: np.ndarray) -> dict:
+    """Could a split step find the clusters that hold two units? Bimodality along each cluster's discriminant.
+
+    Each cluster's clustering features are cut in two by k-means; the members are projected on the
+    Fisher discriminant of the two halves and the projection's ``bimodality`` scored. A split step
+    works if the clusters holding two true units (the smaller one >= 10 % of the cluster) score
+    above the pure ones.
+    """
+    from sklearn.cluster import KMeans
+
+    points = features.waveform_features()
+    rows = []
+    for label in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == label)
+        halves = KMeans(2, n_init=3, random_state=0).fit_predict(points[members])
+        first, second = points[members][halves == 0], points[members][halves == 1]
+        if min(len(first), len(second)) < 3:
+            continue
+        pooled = np.cov(first.T) * (len(first) - 1) + np.cov(second.T) * (len(second) - 1)
+        direction = np.linalg.solve(pooled / (len(members) - 2) + 1e-6 * np.eye(len(pooled)),
+                                    first.mean(axis=0) - second.mean(axis=0))
+        boundary = float((first.mean(axis=0) + second.mean(axis=0)) @ direction / 2)
+        units = np.sort(np.bincount(truth[members]))[::-1]
+        mixed = len(units) > 1 and units[1] >= 0.1 * units[0]
+        rows.append((mixed, bimodality(points[members] @ direction, boundary)))
+    pure = [value for mixed, value in rows if not mixed]
+    return {"mixed_clusters": [round(value, 3) for mixed, value in rows if mixed],
+            "pure_clusters": len(pure), "pure_median": float(np.median(pure)) if pure else None,
+            "pure_above_0.5": int(np.sum(np.array(pure) > 0.5))}
 
 
 def tiled(features, peaks: np.ndarray, truth: np.ndarray, copies: int, span_um: float):
@@ -186,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     folder = args.workdir / "features"
     model = args.model or trained_model(folder / "model", args.train_scenes, args.train_examples, args.train_epochs)
-    record = {"model": str(model), "denoising": args.denoising, "dlsort_git": dlsort_source(),
+    command = "PYTHONPATH=. python benchmarks/features.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    record = {"command": command, "model": str(model), "denoising": args.denoising, "dlsort_git": dlsort_source(),
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "cases": [run_case(BENCHMARK_CASES[name], model, args.denoising, args.duration,
                                  scaling=name == args.scaling_case) for name in args.cases]}

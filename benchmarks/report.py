@@ -270,7 +270,8 @@ def features_section(record: dict | None) -> list[str]:
     if record is None:
         return lines + ["Not run yet.", ""]
     lines += [
-        f"`benchmarks/features.py` (dlsort {record['dlsort_git']}, {record['started_utc']}): the true spikes of each "
+        f"`{record.get('command', 'benchmarks/features.py')}` (dlsort {record['dlsort_git']}, "
+        f"{record['started_utc']}): the true spikes of each "
         f"case on their unit's main channel, both feature methods after the same preprocessing and "
         f"`{record['denoising']}` waveform denoising, then the sorter's clustering stage with its defaults (HDBSCAN, "
         f"then the template merge). Autoencoder: `{record['model']}`; temporal PCA with as many components as its "
@@ -293,6 +294,23 @@ def features_section(record: dict | None) -> list[str]:
             f"{tpca['merged']['mean_unit_accuracy']:.3f} / {learned['merged']['mean_unit_accuracy']:.3f} | "
             f"{tpca['features_seconds'] * per_100k:.0f} / {learned['features_seconds'] * per_100k:.0f} | "
             f"{tpca['clustering_seconds'] * per_100k:.1f} / {learned['clustering_seconds'] * per_100k:.1f} |")
+    tests = [(case["case"], method, case[method]["split_test"]) for case in record["cases"]
+             for method in ("tpca", "autoencoder") if "split_test" in case[method]]
+    if tests:
+        lines += [
+            "",
+            "Could a split step find the clusters that hold two true units (the smaller >= 10 %)? Each cluster is cut "
+            "in two by k-means on its clustering features and the bimodality of its members along the two halves' "
+            "Fisher discriminant scored (1 - dip / lower mode of the smoothed histogram; 0 = unimodal). A split "
+            "step works only if the mixed clusters score above the pure ones.",
+            "",
+            "| case | features | mixed clusters: bimodality | pure clusters | pure: median bimodality | "
+            "pure above 0.5 |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [f"| {case} | {method} | {', '.join(f'{value:.2f}' for value in test['mixed_clusters']) or '-'} | "
+                  f"{test['pure_clusters']} | {fmt(test['pure_median'])} | {test['pure_above_0.5']} |"
+                  for case, method, test in tests]
     scaled = [(case["case"], method, case[method]["scaling"]) for case in record["cases"]
               for method in ("tpca", "autoencoder") if "scaling" in case[method]]
     if scaled:
