@@ -39,10 +39,15 @@ def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int) -> np.
         return np.zeros(len(points), dtype="int64")
     # core_dist_n_jobs=1: hdbscan's default starts 4 worker processes (~160 MiB each) that stay
     # alive for the rest of the sort; on a few low-dimensional features one core is fast enough.
-    clusterer = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="eom", core_dist_n_jobs=1
-    )
-    return clusterer.fit_predict(points).astype("int64")
+    for single in (False, True):
+        # HDBSCAN never returns its root as a cluster unless allowed: points that form one unit (a tile
+        # holding a single unit) come back all noise, so that case is re-run allowing one cluster.
+        clusterer = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
+                                    cluster_selection_method="eom", allow_single_cluster=single, core_dist_n_jobs=1)
+        labels = clusterer.fit_predict(points).astype("int64")
+        if np.any(labels >= 0):
+            break
+    return labels
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,8 @@ def _regional_hdbscan(points: np.ndarray, locations: np.ndarray, region_um: floa
     nearest = np.full(len(points), np.inf)
     next_label = 0
     for region in regions:
+        if len(region.members) < 2 * min_cluster_size:
+            continue  # too few to cluster: noise unless a neighbouring tile's cluster claims them
         local = _hdbscan(points[region.members], min_cluster_size, min_samples)
         for label in np.unique(local[local >= 0]):
             members = region.members[local == label]

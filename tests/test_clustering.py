@@ -88,6 +88,13 @@ def test_regional_clustering_keeps_units_on_tile_edges_whole():
         assert labels.max() + 1 == len(centres)
         assert adjusted_rand_score(truth[kept], labels[kept]) > 0.95
     assert adjusted_rand_score(whole, tiled) > 0.95
+    # a tile with too few peaks to cluster leaves them as noise instead of lumping them into one cluster
+    far = features.subset(np.arange(10))
+    far.locations[:] += [0.0, 2000.0]
+    lonely = PeakFeatures(np.concatenate([features.embedding, far.embedding]),
+                          np.concatenate([features.locations, far.locations]), features.neighbourhoods)
+    labels = cluster(lonely, _peaks(np.zeros(len(lonely), int)), region_um=150.0)
+    assert np.all(labels[-10:] == -1) and labels.max() + 1 == len(centres)
 
 
 def test_spatial_regions_cover_every_point_with_bounded_tiles():
