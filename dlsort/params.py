@@ -178,7 +178,8 @@ PARAMETERS: dict[str, Parameter] = {
         500.0,
         "Probe tiles of at most this size (um) are clustered one by one, each with the peaks within 100 um of it, "
         "so clustering time grows linearly with the probe (0 = the whole probe at once). 500 um: as accurate as the "
-        "whole probe on case M's spikes laid end to end and 1.5x faster at 384 channels (benchmarks/features.py).",
+        "whole probe on case M's spikes laid end to end, 1.5-2.4x faster at 384 channels and 1.2-1.6x slower at "
+        "64-128 (benchmarks/features.py, two runs).",
         float,
         low=0.0,
     ),
@@ -196,8 +197,8 @@ PARAMETERS: dict[str, Parameter] = {
         0.0,
         "Similar clusters are not merged when their spikes fall within this many ms of each other at half the rate "
         "or more that independent neurons would (two neurons, not one split in two); 0 = similarity alone. Off by "
-        "default: at 1.0 ms cases S, M and D kept the same well-detected units and M and D one false-positive unit "
-        "more (benchmarks/run_benchmark.py).",
+        "default: at 1.0 ms cases S, M and D kept the same well-detected units (benchmarks/run_benchmark.py), no "
+        "measured gain.",
         float,
         low=0.0,
         high=10.0,
