@@ -177,7 +177,8 @@ def ground_truth_peaks(recording, gt_sorting, ms_before: float, ms_after: float,
     templates = estimate_templates(recording, peaks, units, ms_before, ms_after, seed=0, job_kwargs=job_kwargs or {})
     peaks["channel_index"] = templates.templates_array.min(axis=1).argmin(axis=1)[units]
     margin = int(np.ceil(max(ms_before, ms_after) * recording.sampling_frequency / 1000.0))
-    inside = (peaks["sample_index"] >= margin) & (peaks["sample_index"] < recording.get_num_samples() - margin)
+    lengths = np.array([recording.get_num_samples(segment) for segment in range(recording.get_num_segments())])
+    inside = (peaks["sample_index"] >= margin) & (peaks["sample_index"] < lengths[peaks["segment_index"]] - margin)
     return peaks[inside], units[inside]
 
 
