@@ -12,6 +12,7 @@ defaults (``dlsort.clustering.cluster``, scored, then the template merge, scored
 temporal PCA keeps as many components as the autoencoder's embedding has dimensions. Scores: the
 adjusted Rand index between true units and clusters (noise, label -1, counts as one cluster) and,
 per true unit, the accuracy of its best cluster (matched / (unit + cluster - matched) spikes).
+``split_test`` asks whether a split step could find the clusters that hold two true units.
 
 On ``--scaling-case`` the clustering is also timed on 16 to 384 channels' worth of that case's
 spikes (``clustering_scaling``), on the whole probe and tile by tile.
