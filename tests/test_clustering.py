@@ -77,7 +77,7 @@ def _line_of_units(rng, centres_um, n_per_unit=120):
 
 
 def test_regional_clustering_keeps_units_on_tile_edges_whole():
-    # tiles of 150 um from y ~ -10: units sit on tile edges (150, 300, 450) and between them
+    # tiles of at most 150 um (7 of ~130 um here): units 50-75 um apart, several near tile edges
     centres = [0.0, 100.0, 150.0, 225.0, 300.0, 380.0, 450.0, 600.0, 750.0, 880.0]
     features, peaks, truth = _line_of_units(np.random.default_rng(1), centres)
     whole = cluster(features, peaks, region_um=0.0)
