@@ -174,7 +174,7 @@ def run_case(case, model: Path, denoising: str, duration: float | None, scaling:
     recording = preprocess(raw, DEFAULT_PARAMS["freq_min"], DEFAULT_PARAMS["freq_max"],
                            DEFAULT_PARAMS["common_reference"])
     window = dict(ms_before=DEFAULT_PARAMS["ms_before"], ms_after=DEFAULT_PARAMS["ms_after"])
-    peaks, truth = ground_truth_peaks(recording, sorting, job_kwargs=JOB, **window)
+    peaks, truth = ground_truth_peaks(recording, sorting, **window)
     noise_levels = get_noise_levels(recording, return_in_uV=False, random_slices_kwargs=dict(seed=0), **JOB)
     neighbourhoods = build_neighbourhoods(recording.get_channel_locations(), DEFAULT_PARAMS["neighbourhood_radius_um"])
     denoiser = make_denoiser(denoising, recording.sampling_frequency, noise_levels=noise_levels, **window)

@@ -142,12 +142,12 @@ def evaluate(gt_sorting, sorting, recording=None, snrs: np.ndarray | None = None
     )
 
 
-def ground_truth_peaks(recording, gt_sorting, ms_before: float, ms_after: float,
-                       job_kwargs: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ground_truth_peaks(recording, gt_sorting, ms_before: float, ms_after: float) -> tuple[np.ndarray, np.ndarray]:
     """The true spikes as a SpikeInterface peak array, each on its unit's main channel.
 
     Feeding these peaks to the features and clustering stages measures those stages alone,
-    without detection errors.
+    without detection errors. The main channel is the detection benchmark's
+    (``dlsort.detection_scores.ground_truth_main_channels``: the deepest template trough).
 
     Parameters
     ----------
@@ -156,26 +156,24 @@ def ground_truth_peaks(recording, gt_sorting, ms_before: float, ms_after: float,
     gt_sorting : BaseSorting
         Its ground truth.
     ms_before, ms_after : float
-        Window of the templates that choose each unit's main channel (its deepest trough).
-    job_kwargs : dict or None
+        Snippet window: spikes whose window would leave the recording are dropped.
 
     Returns
     -------
     peaks : np.ndarray
-        Peak array (spikes whose window would leave the recording are dropped).
+        Peak array.
     units : np.ndarray
         int64 unit index of each peak.
     """
     from spikeinterface.core.node_pipeline import base_peak_dtype
 
-    from dlsort.templates import estimate_templates
+    from dlsort.detection_scores import ground_truth_main_channels
 
     spikes = gt_sorting.to_spike_vector()
     peaks = np.zeros(len(spikes), dtype=base_peak_dtype)
     peaks["sample_index"], peaks["segment_index"] = spikes["sample_index"], spikes["segment_index"]
     units = spikes["unit_index"].astype("int64")
-    templates = estimate_templates(recording, peaks, units, ms_before, ms_after, seed=0, job_kwargs=job_kwargs or {})
-    peaks["channel_index"] = templates.templates_array.min(axis=1).argmin(axis=1)[units]
+    peaks["channel_index"] = ground_truth_main_channels(recording, gt_sorting)[units]
     margin = int(np.ceil(max(ms_before, ms_after) * recording.sampling_frequency / 1000.0))
     lengths = np.array([recording.get_num_samples(segment) for segment in range(recording.get_num_segments())])
     inside = (peaks["sample_index"] >= margin) & (peaks["sample_index"] < lengths[peaks["segment_index"]] - margin)

@@ -270,7 +270,7 @@ def test_the_shipped_autoencoder_separates_low_snr_units_better_than_temporal_pc
     raw, gt = generate_case(GroundTruthCase("low", "low SNR", "np1", 32, 20, 30.0, noise_uv=10.0, seed=3))
     recording = preprocess(raw, DEFAULT_PARAMS["freq_min"], DEFAULT_PARAMS["freq_max"],
                            DEFAULT_PARAMS["common_reference"])
-    peaks, truth = ground_truth_peaks(recording, gt, 1.0, 1.5, JOB)
+    peaks, truth = ground_truth_peaks(recording, gt, 1.0, 1.5)
     locations = recording.get_channel_locations()
     neighbourhoods = build_neighbourhoods(locations, 75.0)
     noise = get_noise_levels(recording, return_in_uV=False, random_slices_kwargs=dict(seed=0), **JOB)
