@@ -64,8 +64,7 @@ def clustering_stage(features, peaks: np.ndarray, recording, truth: np.ndarray) 
                      region_um=DEFAULT_PARAMS["clustering_region_um"],
                      split_components=DEFAULT_PARAMS["split_components"])
     seconds = time.perf_counter() - start
-    refractory_ms = DEFAULT_PARAMS["merge_refractory_ms"]
-    refractory = RefractoryCheck.of_peaks(peaks, recording, refractory_ms) if refractory_ms > 0 else None
+    refractory = RefractoryCheck.of_peaks(peaks, recording, DEFAULT_PARAMS["merge_refractory_ms"])
     merged = merge_similar(templates_from_features(features, peaks, labels, recording), labels,
                            similarity_threshold=DEFAULT_PARAMS["merge_similarity"], refractory=refractory)
     return {"clustering_seconds": round(seconds, 2), "hdbscan": score(labels, truth),

@@ -204,10 +204,9 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         )
     if np.any(labels >= 0):
         # Merge decisions on templates decoded from the features (no pass over the recording) ...
-        refractory = (RefractoryCheck.of_peaks(sampled, rec, p["merge_refractory_ms"])
-                      if p["merge_refractory_ms"] > 0 else None)
         labels = merge_similar(templates_from_features(features, sampled, labels, rec), labels,
-                               similarity_threshold=p["merge_similarity"], refractory=refractory)
+                               similarity_threshold=p["merge_similarity"],
+                               refractory=RefractoryCheck.of_peaks(sampled, rec, p["merge_refractory_ms"]))
     # ... and the final templates averaged from the recording: dense, so matching sees every channel.
     templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
     counts = np.bincount(labels[labels >= 0], minlength=templates.num_units)

@@ -209,8 +209,10 @@ class RefractoryCheck:
         return observed >= 0.5 * expected
 
     @classmethod
-    def of_peaks(cls, peaks: np.ndarray, recording, refractory_ms: float) -> RefractoryCheck:
-        """The check for SpikeInterface ``peaks`` of ``recording``."""
+    def of_peaks(cls, peaks: np.ndarray, recording, refractory_ms: float) -> RefractoryCheck | None:
+        """The check for SpikeInterface ``peaks`` of ``recording``, or None when ``refractory_ms`` is 0."""
+        if refractory_ms <= 0:
+            return None
         lengths = [recording.get_num_samples(segment) for segment in range(recording.get_num_segments())]
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         times = peaks["sample_index"].astype("int64") + offsets[peaks["segment_index"]]

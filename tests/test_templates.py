@@ -60,6 +60,17 @@ def test_similar_clusters_that_fire_independently_are_not_merged():
     assert len(set(merge_similar(templates, labels, refractory=sparse))) == 1
 
 
+def test_refractory_check_of_peaks_puts_segments_on_one_clock():
+    from spikeinterface.core import NumpyRecording
+
+    recording = NumpyRecording([np.zeros((300, 2), "float32"), np.zeros((500, 2), "float32")], 30000.0)
+    peaks = np.zeros(3, dtype=[("sample_index", "i8"), ("segment_index", "i8")])
+    peaks["sample_index"], peaks["segment_index"] = [10, 20, 5], [0, 0, 1]
+    check = RefractoryCheck.of_peaks(peaks, recording, refractory_ms=1.0)
+    assert check.times.tolist() == [10, 20, 305] and check.refractory_samples == 30 and check.duration_samples == 800
+    assert RefractoryCheck.of_peaks(peaks, recording, refractory_ms=0.0) is None
+
+
 def test_clean_drops_small_templates_and_sparsifies():
     big = np.stack([_spike() * 60, _spike() * 3, np.zeros(40)], axis=1)
     small = np.stack([_spike() * 2, np.zeros(40), np.zeros(40)], axis=1)
