@@ -58,6 +58,7 @@ BENCHMARK_CASES: dict[str, GroundTruthCase] = {
     "M": GroundTruthCase("M", "64 ch of Neuropixels 1.0, 40 units", "np1", 64, 40, 120.0),
     "D": GroundTruthCase("D", "M with a +-15 um zigzag drift", "np1", 64, 40, 120.0, drift_um=15.0),
     "L": GroundTruthCase("L", "M with the noise doubled (10 uV): low SNR", "np1", 64, 40, 120.0, noise_uv=10.0),
+    "H": GroundTruthCase("H", "64 ch of Neuropixels 1.0, 80 units: dense", "np1", 64, 80, 120.0),
 }
 # Probe families and a sampling rate the shipped networks were not trained on.
 GENERALIZATION_CASES: dict[str, GroundTruthCase] = {
