@@ -1,4 +1,4 @@
-"""The ``dlsort`` command line: ``dlsort sort``, ``dlsort demo``, ``dlsort models ...`` and ``dlsort train ...``.
+"""The ``dlsort`` command line: ``sort``, ``report``, ``demo``, ``models ...`` and ``train ...``.
 
 Errors the user can fix are printed as one line (``dlsort: error: ...``) with exit code 2;
 ``--debug`` shows the traceback instead.
@@ -90,6 +90,19 @@ def _validate_before_folder(recording, params: dict, output: Path, overwrite: bo
     DlsortSorter._check_params(recording, None, params)
 
 
+def _report(args: argparse.Namespace) -> int:
+    import dlsort  # noqa: F401  (registers the sorter, so that its folders can be read)
+    from dlsort.report import write_report
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise DlsortInputError(f"sorter output folder not found: {folder}")
+    recording = read_recording(Path(args.recording)) if args.recording is not None else None
+    index = write_report(folder, args.output, recording, job_kwargs={"n_jobs": args.n_jobs, "progress_bar": True})
+    print(f"dlsort: report written to {index}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from spikeinterface.sorters import run_sorter
 
@@ -134,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("--n-jobs", type=int)
     sort.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     sort.set_defaults(handler=_sort)
+
+    report = commands.add_parser(
+        "report", help="write an HTML report of a sorting: quality metrics, templates, amplitudes, ISI histograms"
+    )
+    report.add_argument("folder", help="a sorter output folder (dlsort sort -o, or run_sorter's folder, any sorter)")
+    report.add_argument("-o", "--output", help="report folder (default: FOLDER/report)")
+    report.add_argument("--recording", help="the recording that was sorted, if the folder cannot re-open it")
+    report.add_argument("--n-jobs", type=int, default=-1)
+    report.set_defaults(handler=_report)
 
     demo = commands.add_parser("demo", help="sort a generated ground-truth recording and print the accuracy")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds (default 30)")
