@@ -17,7 +17,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-CASE_ORDER = ["S", "M", "D"]
+import numpy as np
+
+CASE_ORDER = ["S", "M", "D", "L", "H"]
 SORTER_ORDER = ["dlsort", "spykingcircus2", "tridesclous2", "lupin", "mountainsort5", "kilosort4"]
 REFERENCE_SORTER = "spykingcircus2"
 NOTES_MARKER = "<!-- Hand-written notes below this line are kept when the tables are regenerated. -->"
@@ -128,6 +130,161 @@ def case_table(records: list[dict]) -> list[str]:
             cells.append(f"**{record['status']}**: {one_line(record.get('error', ''))}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def default_runs(case_records: dict[str, list[dict]]) -> dict[str, dict[str, dict]]:
+    """Finished runs with default parameters: case -> sorter name -> record (spec rows like ``dlsort:x=1`` left out)."""
+    return {case: {r["sorter"]: r for r in records if ":" not in r["sorter"] and r["status"] == "ok"}
+            for case, records in case_records.items()}
+
+
+def ordered_sorters(names) -> list[str]:
+    """Sorter names in ``SORTER_ORDER`` (unknown names last, alphabetically)."""
+    order = {name: i for i, name in enumerate(SORTER_ORDER)}
+    return sorted(names, key=lambda name: (order.get(name, len(order)), name))
+
+
+def scoreboard_section(case_records: dict[str, list[dict]], figures: Path | None = None) -> list[str]:
+    """Every sorter with default parameters on every case: well-detected units, mean accuracy, time ratio.
+
+    Below the table, dlsort against the best peer on each case (issue 8's accuracy target), and the
+    accuracy-vs-SNR and speed figures when ``figures`` (a folder) is given.
+    """
+    runs = default_runs(case_records)
+    cases = [case for case in CASE_ORDER if runs.get(case)]
+    lines = ["## All cases with default parameters", ""]
+    if not cases:
+        return lines + ["Not run yet.", ""]
+    sorters = ordered_sorters({name for case in cases for name in runs[case]})
+    lines += [
+        "Well-detected units (mean accuracy) per case, their sum over the cases every sorter finished, and wall "
+        f"time / {REFERENCE_SORTER}'s on the same case (`—`: not run or did not finish).",
+        "",
+        "| sorter | " + " | ".join(cases) + " | well detected, sum | " + " | ".join(f"time {c}" for c in cases) + " |",
+        "|" + "---|" * (2 + 2 * len(cases)),
+    ]
+    for sorter in sorters:
+        cells, total = [], 0
+        for case in cases:
+            evaluation = runs[case][sorter]["evaluation"] if sorter in runs[case] else None
+            cells.append(f"{evaluation['well_detected']}/{evaluation['num_gt_units']} ({evaluation['accuracy']:.3f})"
+                         if evaluation else "—")
+            total += evaluation["well_detected"] if evaluation else 0
+        complete = all(sorter in runs[case] for case in cases)
+        ratios = [fmt(runs[c][sorter]["wall_time_s"] / runs[c][REFERENCE_SORTER]["wall_time_s"])
+                  if sorter in runs[c] and REFERENCE_SORTER in runs[c] else "—" for c in cases]
+        lines.append(f"| {sorter} | " + " | ".join(cells) + f" | {total if complete else '—'} | "
+                     + " | ".join(ratios) + " |")
+    lines += [""] + target_lines(runs, cases) + [""]
+    if figures is not None:
+        plot_accuracy_vs_snr(runs, cases, figures / ACCURACY_FIGURE)
+        plot_speed(runs, cases, figures / SPEED_FIGURE)
+        lines += [f"![Accuracy of every ground-truth unit against its SNR, per case]({ACCURACY_FIGURE})", "",
+                  f"![Wall time of every sorter per case]({SPEED_FIGURE})", ""]
+    return lines + misses_lines(runs, cases)
+
+
+def target_lines(runs: dict[str, dict[str, dict]], cases: list[str]) -> list[str]:
+    """dlsort against the best peer on each case: well-detected units and mean accuracy."""
+    lines = []
+    wins = 0
+    for case in cases:
+        peers = {name: r["evaluation"] for name, r in runs[case].items() if name != "dlsort"}
+        if "dlsort" not in runs[case] or not peers:
+            continue
+        ours = runs[case]["dlsort"]["evaluation"]
+        most = max(peer["well_detected"] for peer in peers.values())
+        best = max(peer["accuracy"] for peer in peers.values())
+        wins += ours["well_detected"] - most
+        lines.append(f"- {case}: dlsort {ours['well_detected']} well detected vs {most} "
+                     f"({', '.join(name for name, peer in peers.items() if peer['well_detected'] == most)}); "
+                     f"mean accuracy {ours['accuracy']:.3f} vs {best:.3f} "
+                     f"({', '.join(name for name, peer in peers.items() if peer['accuracy'] == best)}).")
+    if lines:
+        lines.append(f"- Summed over these cases, dlsort finds {wins:+d} well-detected units against the best peer "
+                     "of each case.")
+    return lines
+
+
+def misses_lines(runs: dict[str, dict[str, dict]], cases: list[str]) -> list[str]:
+    """Every ground-truth unit that dlsort misses and some peer finds, with dlsort's reason."""
+    lines = ["Ground-truth units that dlsort misses (accuracy < 0.8) and a peer finds, with why dlsort missed "
+             "them (`dlsort.evaluation.diagnose_misses`):", "",
+             "| case | unit | SNR | dlsort accuracy | why dlsort missed it | peers that find it (accuracy) |",
+             "|---|---|---|---|---|---|"]
+    found = False
+    for case in cases:
+        if "dlsort" not in runs[case]:
+            continue
+        ours = runs[case]["dlsort"]["evaluation"]["per_unit"]
+        for unit, result in ours.items():
+            peers = {name: r["evaluation"]["per_unit"][unit]["accuracy"] for name, r in runs[case].items()
+                     if name != "dlsort" and r["evaluation"]["per_unit"][unit]["accuracy"] >= 0.8}
+            if result["accuracy"] >= 0.8 or not peers:
+                continue
+            found = True
+            finders = ", ".join(f"{name} ({accuracy:.2f})" for name, accuracy in peers.items())
+            lines.append(f"| {case} | {unit} | {fmt(result['snr'], 1)} | {result['accuracy']:.2f} | "
+                         f"{result.get('miss') or '— (evaluated before reasons were recorded)'} | {finders} |")
+    return lines + ([""] if found else ["| — | none | | | | |", ""])
+
+
+ACCURACY_FIGURE = "benchmark_accuracy_snr.png"
+SPEED_FIGURE = "benchmark_speed.png"
+
+
+def plot_accuracy_vs_snr(runs: dict[str, dict[str, dict]], cases: list[str], path: Path) -> None:
+    """Per-unit accuracy against ground-truth SNR, one panel per case, one colour per sorter."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sorters = ordered_sorters({name for case in cases for name in runs[case]})
+    colours = {name: f"C{i}" for i, name in enumerate(sorters)}
+    figure, axes = plt.subplots(1, len(cases), figsize=(3.6 * len(cases), 3.6), sharey=True, squeeze=False)
+    for axis, case in zip(axes[0], cases):
+        for name, record in runs[case].items():
+            units = record["evaluation"]["per_unit"].values()
+            snrs = np.array([unit["snr"] for unit in units], dtype=float)
+            accuracies = np.array([unit["accuracy"] for unit in units])
+            style = {"s": 28, "zorder": 3, "marker": "o"} if name == "dlsort" else {"s": 14, "alpha": 0.7,
+                                                                                   "marker": "x"}
+            axis.scatter(snrs, accuracies, color=colours[name], label=name, linewidth=1, **style)
+        axis.axhline(0.8, color="0.5", linestyle=":", linewidth=1)
+        axis.set_xscale("log")
+        axis.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([1, 2, 3, 5, 10, 20, 50]))
+        axis.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axis.set(title=f"case {case}", xlabel="ground-truth SNR")
+    axes[0, 0].set_ylabel("accuracy")
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def plot_speed(runs: dict[str, dict[str, dict]], cases: list[str], path: Path) -> None:
+    """Wall time of every sorter with default parameters, grouped by case."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sorters = ordered_sorters({name for case in cases for name in runs[case]})
+    width = 0.8 / len(sorters)
+    figure, axis = plt.subplots(figsize=(1.2 + 1.6 * len(cases), 3.6))
+    for index, name in enumerate(sorters):
+        times = [runs[case][name]["wall_time_s"] if name in runs[case] else np.nan for case in cases]
+        axis.bar(np.arange(len(cases)) + (index - (len(sorters) - 1) / 2) * width, times, width, label=name,
+                 color=f"C{index}")
+    axis.set_xticks(np.arange(len(cases)), [f"case {case}" for case in cases])
+    axis.set_ylabel("wall time (s), 2 cores")
+    axis.legend(fontsize=7, ncols=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def memory_table(records: list[dict]) -> list[str]:
@@ -480,9 +637,9 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
         "`torch_device=\"cpu\"` for kilosort4. A row named `sorter:key=value` ran with that parameter "
         "added. A run longer than the timeout is killed and reported as timed out.",
         "",
-        "## Ground-truth cases",
-        "",
     ]
+    lines += scoreboard_section(case_records, output.parent)
+    lines += ["## Ground-truth cases", ""]
     for case in CASE_ORDER:
         spec = BENCHMARK_CASES[case]
         lines += [f"### Case {case}: {spec.description}", ""]

@@ -15,7 +15,9 @@ markdown report is rewritten after every sorter, so partial results are never lo
 
 A sorter may carry extra parameters, ``name:key=value[,key=value]`` (for example
 ``dlsort:motion_correction=dredge_fast``); it is then stored and reported under that spec.
-``--report-only`` rewrites the report from the JSON files already in the work directory.
+``--report-only`` rewrites the report from the JSON files already in the work directory;
+``--reevaluate`` first scores again every finished run of ``--cases`` from its stored sorter folder
+(wall times kept), so that records made before a change to ``dlsort.evaluation`` gain its new fields.
 """
 
 from __future__ import annotations
@@ -158,6 +160,38 @@ def run_one(case: str, sorter: str, workdir: Path) -> dict:
     return record
 
 
+def reevaluate(case: str, workdir: Path) -> list[str]:
+    """Score every finished run of ``case`` again from its sorter folder; return the sorters re-scored.
+
+    Parameters
+    ----------
+    case : str
+    workdir : Path
+    """
+    import numpy as np
+    from spikeinterface.core import load
+    from spikeinterface.sorters import read_sorter_folder
+
+    import dlsort  # noqa: F401  (registers the sorter, so that its folders can be read)
+    from dlsort.evaluation import evaluate
+
+    folder = case_folder(workdir, case)
+    gt_sorting = load(folder / "gt_sorting")
+    snrs = np.load(folder / "snrs.npy")
+    done = []
+    for path in sorted((folder / "results").glob("*.json")):
+        record = read_record(path)
+        sorter_folder = folder / "sorters" / path.stem
+        if not record or record["status"] != "ok" or not sorter_folder.is_dir():
+            continue
+        sorting = read_sorter_folder(sorter_folder, register_recording=False)
+        record["evaluation"] = evaluate(gt_sorting, sorting, snrs=snrs).as_dict()
+        record["reevaluated_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        save_record(record, workdir)
+        done.append(record["sorter"])
+    return done
+
+
 def base_record(case: str, sorter: str, duration_s: float) -> dict:
     """Skeleton of a result record."""
     return {
@@ -248,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--timeout-s", type=float, default=900.0)
     parser.add_argument("--report-only", action="store_true", help="only rewrite the report from stored JSON")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="score the finished runs of --cases again from their sorter folders, then report")
     parser.add_argument("--run-one", nargs=2, metavar=("CASE", "SORTER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
@@ -255,7 +291,11 @@ def main(argv: list[str] | None = None) -> None:
         run_one(*args.run_one, workdir)
         return
     command = "python benchmarks/run_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.report_only:
+    if args.reevaluate:
+        for case in args.cases:
+            print(f"[{time.strftime('%H:%M:%S')}] case {case}: re-scored {', '.join(reevaluate(case, workdir))}")
+        command = None
+    elif args.report_only:
         command = None
     else:
         for case in args.cases:

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 WELL_DETECTED = 0.8
+# A sorted unit "holds" a true unit when it has at least this share of the true unit's spikes.
+HOLDS_SHARE = 0.2
 SNR_BINS = (0.0, 3.0, 5.0, 8.0, 12.0, 20.0, np.inf)
 
 
@@ -42,7 +44,8 @@ class Evaluation:
     well_detected_by_snr : dict
         SNR-bin label -> [well detected, units in the bin].
     per_unit : dict
-        Ground-truth unit id -> {"snr", "accuracy", "precision", "recall"}.
+        Ground-truth unit id -> {"snr", "accuracy", "precision", "recall", "miss"}; "miss" is None for a
+        well-detected unit, else why it was missed (``diagnose_misses``).
     """
 
     num_gt_units: int
@@ -111,6 +114,7 @@ def evaluate(gt_sorting, sorting, recording=None, snrs: np.ndarray | None = None
         gt_sorting, sorting, delta_time=0.4, well_detected_score=WELL_DETECTED, exhaustive_gt=True
     )
     perf = comparison.get_performance(method="by_unit", output="pandas").astype(float)
+    misses = diagnose_misses(comparison, perf)
     if snrs is None and recording is not None:
         snrs = ground_truth_snrs(recording, gt_sorting)
     per_unit = {
@@ -119,6 +123,7 @@ def evaluate(gt_sorting, sorting, recording=None, snrs: np.ndarray | None = None
             "accuracy": float(perf.loc[unit, "accuracy"]),
             "precision": float(perf.loc[unit, "precision"]),
             "recall": float(perf.loc[unit, "recall"]),
+            "miss": misses.get(unit),
         }
         for i, unit in enumerate(gt_sorting.unit_ids)
     }
@@ -140,6 +145,57 @@ def evaluate(gt_sorting, sorting, recording=None, snrs: np.ndarray | None = None
         well_detected_by_snr=by_snr,
         per_unit=per_unit,
     )
+
+
+def diagnose_misses(comparison, performance) -> dict:
+    """Why each ground-truth unit below ``WELL_DETECTED`` accuracy was missed.
+
+    From the matched spike counts of a ground-truth comparison, the first that applies:
+
+    - "not detected": under half of the unit's spikes are in any sorted unit;
+    - "split": two or more sorted units each hold >= ``HOLDS_SHARE`` of its spikes;
+    - "merged": the sorted unit holding most of its spikes also holds >= ``HOLDS_SHARE`` of another
+      true unit's spikes;
+    - "contaminated": that sorted unit's other spikes (noise or bits of many units) bring the
+      precision below ``WELL_DETECTED``;
+    - "partly detected": a single, clean unit that lacks too many of its spikes.
+
+    Parameters
+    ----------
+    comparison : GroundTruthComparison
+        From ``compare_sorter_to_ground_truth``.
+    performance : pandas.DataFrame
+        Its ``get_performance(method="by_unit")``.
+
+    Returns
+    -------
+    dict
+        Ground-truth unit id -> one line starting with the reason, for the missed units only.
+    """
+    counts = comparison.match_event_count  # true units x sorted units: spikes matched between the two
+    true_sizes = comparison.event_counts1
+    sorted_sizes = comparison.event_counts2
+    misses = {}
+    for unit in comparison.sorting1.unit_ids:
+        if performance.loc[unit, "accuracy"] >= WELL_DETECTED:
+            continue
+        matched = counts.loc[unit]
+        share = matched / max(true_sizes[unit], 1)
+        holders = list(share.index[share >= HOLDS_SHARE])
+        main = matched.idxmax() if len(matched) and matched.max() > 0 else None
+        others = counts[main].drop(unit) / true_sizes.drop(unit) if main is not None else None
+        if main is None or min(share.sum(), 1.0) < 0.5:
+            misses[unit] = f"not detected ({100 * min(share.sum(), 1.0):.0f} % of its spikes in any unit)"
+        elif len(holders) >= 2:
+            misses[unit] = f"split into units {', '.join(map(str, holders))}"
+        elif others is not None and len(others) and others.max() >= HOLDS_SHARE:
+            partners = others.index[others >= HOLDS_SHARE]
+            misses[unit] = f"merged with true unit(s) {', '.join(map(str, partners))} in unit {main}"
+        elif matched[main] / max(sorted_sizes[main], 1) < WELL_DETECTED:
+            misses[unit] = f"contaminated (unit {main}: precision {matched[main] / sorted_sizes[main]:.2f})"
+        else:
+            misses[unit] = f"partly detected (unit {main} holds {100 * share[main]:.0f} % of its spikes)"
+    return misses
 
 
 def ground_truth_peaks(recording, gt_sorting, ms_before: float, ms_after: float) -> tuple[np.ndarray, np.ndarray]:
