@@ -220,7 +220,7 @@ class RefractoryCheck:
 
 
 def merge_similar(
-    templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.9, max_shift: int = 3,
+    templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.95, max_shift: int = 3,
     refractory: RefractoryCheck | None = None,
 ) -> np.ndarray:
     """Merge labels whose templates are similar (cosine similarity with small lags).
@@ -231,7 +231,7 @@ def merge_similar(
         Templates of ``labels`` (unit id = label).
     labels : np.ndarray
         One label per peak.
-    similarity_threshold : float, default: 0.9
+    similarity_threshold : float, default: 0.95
         Pairs at or above it whose peak amplitudes are within a factor 2 of each other merge
         (transitively).
     max_shift : int, default: 3
