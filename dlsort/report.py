@@ -66,10 +66,13 @@ def read_sorter_output(folder: str | Path, recording=None) -> SorterOutput:
     Raises
     ------
     DlsortInputError
-        The folder is not a sorter output folder, its recording cannot be re-opened, or the
-        recording does not match the sorting (sampling rate, segments, spikes past its end).
+        The folder is not a sorter output folder, its recording cannot be re-opened, is unusable
+        (``dlsort.validation.check_recording``: no probe, NaNs, ...) or does not match the sorting
+        (sampling rate, segments, spikes past its end).
     """
     from spikeinterface.sorters import BaseSorter, read_sorter_folder
+
+    from dlsort.validation import check_recording
 
     folder = Path(folder)
     if not (folder / "spikeinterface_params.json").is_file():
@@ -95,6 +98,7 @@ def read_sorter_output(folder: str | Path, recording=None) -> SorterOutput:
                 "(or recording=...)"
             )
     settings = json.loads((folder / "spikeinterface_params.json").read_text())
+    check_recording(recording)
     check_matching(recording, sorting)
     return SorterOutput(sorting, recording, settings.get("sorter_name", "unknown"), settings.get("sorter_params", {}))
 
@@ -147,7 +151,7 @@ def analyze_sorting(
         The raw recording that was sorted.
     sorting : BaseSorting
     params : dict or None
-        The sorter's parameters.
+        dlsort's parameters as run (None: its defaults).
     max_spikes_per_unit : int, default: 500
         Spikes per unit whose waveforms are extracted for templates and SNR.
     job_kwargs : dict or None
@@ -393,8 +397,9 @@ def write_report(
     title = f"{sorted_output.sorter_name} sorting of {Path(folder).name}"
     if sorted_output.sorting.get_num_units() == 0:
         return _write_html(output, title, sorted_output, None)
-    analyzer = analyze_sorting(sorted_output.recording, sorted_output.sorting, sorted_output.params,
-                               job_kwargs=job_kwargs)
+    # another sorter's parameters may share a name with dlsort's and mean something else
+    params = sorted_output.params if sorted_output.sorter_name == "dlsort" else None
+    analyzer = analyze_sorting(sorted_output.recording, sorted_output.sorting, params, job_kwargs=job_kwargs)
     table = quality_table(analyzer)
     table.to_csv(output / "quality_metrics.csv")
     plot_overview(analyzer, table, output / "overview.png")

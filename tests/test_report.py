@@ -96,6 +96,11 @@ def test_errors_name_the_fix(sorted_tiny, tiny_recording, tmp_path):
         write_report(sorted_tiny, tmp_path / "r", recording=tiny_recording.frame_slice(0, 1000))
     with pytest.raises(DlsortInputError, match="sampled at 20000 Hz"):
         write_report(sorted_tiny, tmp_path / "r", recording=resample(tiny_recording, 20_000))
+    from spikeinterface.core import NumpyRecording
+
+    unplaced = NumpyRecording([tiny_recording.get_traces()], tiny_recording.sampling_frequency)
+    with pytest.raises(DlsortInputError, match="no probe"):
+        write_report(sorted_tiny, tmp_path / "r", recording=unplaced)
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(sorted_tiny), "--recording", folder_of(tiny_recording), "-o", str(tmp_path / "ok"),
                  "--n-jobs", "1"]) == 0
