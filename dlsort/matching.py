@@ -13,6 +13,51 @@ import numpy as np
 from dlsort.errors import check_choice
 
 MATCHING_METHODS = ("circus-omp", "wobble", "tdc-peeler", "nearest")
+WHITENING_RADIUS_UM = 100.0
+
+
+def whiten_for_matching(recording, templates, seed: int = 0):
+    """The recording and the templates under one local whitening, for matching in decorrelated noise.
+
+    Noise correlated across neighbouring channels inflates the inner products template matching
+    compares; after whitening (SpikeInterface's ``whiten``, ``mode="local"`` within
+    ``WHITENING_RADIUS_UM``, fitted on random chunks) the noise is unit-variance and uncorrelated
+    between channels. A template is a mean of traces, so it is whitened by the same matrix;
+    each whitened template keeps the channels where it exceeds the whitened noise (1) and its
+    strongest channel.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        The preprocessed recording the templates were estimated on.
+    templates : Templates
+        Its templates (dense or sparse).
+    seed : int, default: 0
+        Seed of the random chunks the whitening matrix is fitted on.
+
+    Returns
+    -------
+    recording : BaseRecording
+        The whitened recording (lazy, float32).
+    templates : Templates
+        The whitened templates, sparse, same unit ids.
+    """
+    from spikeinterface.core import Templates
+    from spikeinterface.core.sparsity import ChannelSparsity
+    from spikeinterface.preprocessing import whiten
+    from spikeinterface.preprocessing.whiten import compute_whitening_matrix
+
+    matrix, _ = compute_whitening_matrix(recording, "local", {"seed": seed}, apply_mean=False,
+                                         radius_um=WHITENING_RADIUS_UM)
+    whitened = whiten(recording, dtype="float32", mode="local", radius_um=WHITENING_RADIUS_UM, W=matrix)
+    array = templates.get_dense_templates() @ matrix.astype("float32")
+    peak = np.abs(array).max(axis=1)
+    mask = peak >= 1.0
+    mask[np.arange(len(array)), peak.argmax(axis=1)] = True
+    dense = Templates(templates_array=array * mask[:, None, :], sampling_frequency=templates.sampling_frequency,
+                      nbefore=templates.nbefore, channel_ids=templates.channel_ids, unit_ids=templates.unit_ids,
+                      probe=templates.probe, is_in_uV=templates.is_in_uV)
+    return whitened, dense.to_sparse(ChannelSparsity(mask, dense.unit_ids, dense.channel_ids))
 
 
 def match_templates(

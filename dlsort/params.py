@@ -230,6 +230,14 @@ PARAMETERS: dict[str, Parameter] = {
         low=1.0,
         nullable=True,
     ),
+    "matching_whitening": Parameter(
+        False,
+        "Match templates on the locally whitened recording (noise decorrelated between channels within 100 um, as "
+        "spykingcircus2 does), with the templates whitened alike. Off by default: it raised the mean accuracy of the "
+        "static cases (M 0.936 -> 0.948, H 0.880 -> 0.906, S and L +0.002, same well-detected units) but lost 4 "
+        "well-detected units on the drifting case D (35 -> 31) (docs/benchmarks.md).",
+        bool,
+    ),
     "device": Parameter(
         "auto", "Device of the neural stages: 'auto', 'cpu' or 'cuda'.", str, choices=("auto", "cpu", "cuda")
     ),

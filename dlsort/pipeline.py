@@ -24,7 +24,7 @@ from dlsort.curation import remove_ghosts_and_duplicates
 from dlsort.denoising import make_denoiser
 from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
-from dlsort.matching import match_templates
+from dlsort.matching import match_templates, whiten_for_matching
 from dlsort.preprocessing import preprocess, resolve_motion_correction
 from dlsort.spike_encoder import make_spike_encoder
 from dlsort.templates import (
@@ -218,9 +218,11 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         spikes = sampled[unit_of_peak >= 0]
         units = unit_of_peak[unit_of_peak >= 0]
     else:
+        searched, searched_templates = (whiten_for_matching(rec, templates, seed) if p["matching_whitening"]
+                                        else (rec, templates))
         found = match_templates(
-            rec,
-            templates,
+            searched,
+            searched_templates,
             method=matching,
             noise_levels=noise_levels,
             detect_threshold=p["detect_threshold"],
