@@ -13,7 +13,33 @@ import numpy as np
 from dlsort.errors import check_choice
 
 MATCHING_METHODS = ("circus-omp", "wobble", "tdc-peeler", "nearest")
+WHITENING_MODES = ("stable", "always", "never")
 WHITENING_RADIUS_UM = 100.0
+# Largest estimated drift (peak to peak over time) at which "stable" whitens: the static benchmark cases
+# estimate 0.0 um, the drifting case D (+-15 um) 28.9 um.
+STABLE_DRIFT_UM = 5.0
+
+
+def should_whiten(mode: str, drift_um: float | None) -> bool:
+    """Whether to match on the whitened recording.
+
+    Parameters
+    ----------
+    mode : {"stable", "always", "never"}
+        ``"stable"`` whitens unless motion correction estimated a drift of ``STABLE_DRIFT_UM`` or
+        more (whitening lost units on a drifting recording, see ``matching_whitening``).
+    drift_um : float or None
+        The estimated drift (``dlsort.preprocessing.estimated_drift_um``); None when motion was not
+        corrected.
+
+    Returns
+    -------
+    bool
+    """
+    check_choice("matching_whitening", mode, WHITENING_MODES)
+    if mode != "stable":
+        return mode == "always"
+    return drift_um is None or drift_um < STABLE_DRIFT_UM
 
 
 def whiten_for_matching(recording, templates, seed: int = 0):

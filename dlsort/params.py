@@ -16,7 +16,7 @@ from dlsort.denoising import DEFAULT_DENOISER, DENOISING_METHODS
 from dlsort.detection import DETECTION_METHODS
 from dlsort.errors import DlsortInputError
 from dlsort.features import FEATURE_METHODS
-from dlsort.matching import MATCHING_METHODS
+from dlsort.matching import MATCHING_METHODS, WHITENING_MODES
 from dlsort.neural_detection import DEFAULT_CANDIDATE_THRESHOLD, DEFAULT_DETECTOR, DETECTION_MODES
 from dlsort.preprocessing import MOTION_PRESETS
 
@@ -231,12 +231,14 @@ PARAMETERS: dict[str, Parameter] = {
         nullable=True,
     ),
     "matching_whitening": Parameter(
-        False,
+        "stable",
         "Match templates on the locally whitened recording (noise decorrelated between channels within 100 um, as "
-        "spykingcircus2 does), with the templates whitened alike. Off by default: it raised the mean accuracy of the "
-        "static cases (M 0.936 -> 0.948, H 0.880 -> 0.906, S and L +0.002, same well-detected units) but lost 4 "
-        "well-detected units on the drifting case D (35 -> 31) (docs/benchmarks.md).",
-        bool,
+        "spykingcircus2 does), with the templates whitened alike: 'always', 'never', or 'stable' (unless motion "
+        "correction estimated >= 5 um of drift). 'stable' since the ground-truth benchmark: whitening raised the mean "
+        "accuracy of the static cases (M 0.936 -> 0.948, H 0.880 -> 0.906) but lost 4 well-detected units on the "
+        "drifting case D (35 -> 31) (docs/benchmarks.md).",
+        str,
+        choices=WHITENING_MODES,
     ),
     "device": Parameter(
         "auto", "Device of the neural stages: 'auto', 'cpu' or 'cuda'.", str, choices=("auto", "cpu", "cuda")

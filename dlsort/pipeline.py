@@ -24,8 +24,8 @@ from dlsort.curation import remove_ghosts_and_duplicates
 from dlsort.denoising import make_denoiser
 from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
-from dlsort.matching import match_templates, whiten_for_matching
-from dlsort.preprocessing import preprocess, resolve_motion_correction
+from dlsort.matching import match_templates, should_whiten, whiten_for_matching
+from dlsort.preprocessing import estimated_drift_um, preprocess, resolve_motion_correction
 from dlsort.spike_encoder import make_spike_encoder
 from dlsort.templates import (
     RefractoryCheck,
@@ -54,6 +54,10 @@ class PipelineResult:
         Peaks detected.
     motion_correction : str or None
         The motion-correction preset applied (``"auto"`` resolved).
+    estimated_drift_um : float or None
+        Peak-to-peak drift the motion correction estimated (None without motion correction).
+    matching_whitened : bool
+        Whether templates were matched on the whitened recording (``matching_whitening``).
     models : list of dict
         Every network used (``{"id", "sha256", "task"}``); empty for classical methods.
     """
@@ -62,6 +66,8 @@ class PipelineResult:
     templates: Templates
     num_peaks: int
     motion_correction: str | None
+    estimated_drift_um: float | None = None
+    matching_whitened: bool = False
     models: list[dict] = field(default_factory=list)
 
 
@@ -157,6 +163,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     )
     logger.info("%d peaks", len(peaks))
     matching = p["matching_method"]
+    drift_um = estimated_drift_um(rec)
+    whitened = matching != "none" and should_whiten(p["matching_whitening"], drift_um)
     cap = None if matching == "none" else p["clustering_max_spikes_per_channel"]
     sampled = peaks[sample_peaks_per_channel(peaks, cap, seed)]
     num_peaks = len(peaks)
@@ -218,8 +226,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         spikes = sampled[unit_of_peak >= 0]
         units = unit_of_peak[unit_of_peak >= 0]
     else:
-        searched, searched_templates = (whiten_for_matching(rec, templates, seed) if p["matching_whitening"]
-                                        else (rec, templates))
+        searched, searched_templates = (whiten_for_matching(rec, templates, seed) if whitened else (rec, templates))
         found = match_templates(
             searched,
             searched_templates,
@@ -247,6 +254,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
     return PipelineResult(
         sorting=sorting, templates=templates, num_peaks=num_peaks, motion_correction=motion_preset,
+        estimated_drift_um=drift_um, matching_whitened=whitened,
         models=[*interpolation_models(p["deepinterpolation_model"]), *detection_models, *denoiser.models,
                 *(encoder.models if encoder is not None else [])],
     )

@@ -16,6 +16,8 @@ def build_provenance(
     num_units: int,
     motion_correction: str | None,
     container_startup: dict | None = None,
+    estimated_drift_um: float | None = None,
+    matching_whitened: bool = False,
 ) -> dict:
     """Assemble the provenance record of one sort.
 
@@ -33,6 +35,10 @@ def build_provenance(
         Motion-correction preset actually applied.
     container_startup : dict or None, default: None
         In a container image, the outcome of its start-up pull (``dlsort.models.startup``).
+    estimated_drift_um : float or None, default: None
+        Peak-to-peak drift estimated by the motion correction (None without it).
+    matching_whitened : bool, default: False
+        Whether template matching ran on the whitened recording.
 
     Returns
     -------
@@ -55,6 +61,8 @@ def build_provenance(
         "parameters": params,
         "models": models,
         "motion_correction_applied": motion_correction,
+        "estimated_drift_um": estimated_drift_um,
+        "matching_whitened": bool(matching_whitened),
         "num_peaks": int(num_peaks),
         "num_units": int(num_units),
         "container_startup": container_startup,

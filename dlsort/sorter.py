@@ -128,6 +128,8 @@ class DlsortSorter(BaseSorter):
             result.sorting.get_num_units(),
             result.motion_correction,
             startup,
+            result.estimated_drift_um,
+            result.matching_whitened,
         )
         write_provenance(sorter_output_folder.parent, provenance)
 

@@ -1,6 +1,6 @@
 """Preprocessing stage: filtering, referencing and motion correction of raw recordings; DeepInterpolation."""
 
 from dlsort.preprocessing.deepinterpolation import deepinterpolate
-from dlsort.preprocessing.standard import MOTION_PRESETS, preprocess, resolve_motion_correction
+from dlsort.preprocessing.standard import MOTION_PRESETS, estimated_drift_um, preprocess, resolve_motion_correction
 
-__all__ = ["MOTION_PRESETS", "deepinterpolate", "preprocess", "resolve_motion_correction"]
+__all__ = ["MOTION_PRESETS", "deepinterpolate", "estimated_drift_um", "preprocess", "resolve_motion_correction"]

@@ -111,3 +111,26 @@ def preprocess(
         out = spre.correct_motion(out, preset=preset, estimate_motion_kwargs=estimate_motion_kwargs,
                                   **dict(job_kwargs or {}))
     return out
+
+
+def estimated_drift_um(recording) -> float | None:
+    """Peak-to-peak of the drift that motion correction estimated for ``recording``, over time, at any depth.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        A recording from :func:`preprocess`.
+
+    Returns
+    -------
+    float or None
+        In um; None when the recording was not motion-corrected (its last step is not SpikeInterface's
+        motion interpolation).
+    """
+    from spikeinterface.sortingcomponents.motion.motion_interpolation import InterpolateMotionRecording
+
+    if not isinstance(recording, InterpolateMotionRecording):
+        return None
+    displacement = np.concatenate(recording._kwargs["motion"].displacement, axis=0)  # time bins x depth bins
+    return float(np.ptp(displacement, axis=0).max()) if displacement.size else 0.0
+
