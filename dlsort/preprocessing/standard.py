@@ -133,4 +133,3 @@ def estimated_drift_um(recording) -> float | None:
         return None
     displacement = np.concatenate(recording._kwargs["motion"].displacement, axis=0)  # time bins x depth bins
     return float(np.ptp(displacement, axis=0).max()) if displacement.size else 0.0
-
