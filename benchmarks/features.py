@@ -62,7 +62,8 @@ def clustering_stage(features, peaks: np.ndarray, recording, truth: np.ndarray) 
     labels = cluster(features, peaks, min_cluster_size=DEFAULT_PARAMS["min_cluster_size"],
                      min_samples=DEFAULT_PARAMS["min_samples"], location_scale_um=DEFAULT_PARAMS["location_scale_um"],
                      region_um=DEFAULT_PARAMS["clustering_region_um"],
-                     split_components=DEFAULT_PARAMS["split_components"])
+                     split_components=DEFAULT_PARAMS["split_components"],
+                     footprint_components=DEFAULT_PARAMS["footprint_components"])
     seconds = time.perf_counter() - start
     refractory = RefractoryCheck.of_peaks(peaks, recording, DEFAULT_PARAMS["merge_refractory_ms"])
     merged = merge_similar(templates_from_features(features, peaks, labels, recording), labels,

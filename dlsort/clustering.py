@@ -8,7 +8,10 @@
    probe is cut into tiles of at most ``region_um`` (``spatial_regions``); each tile's peaks,
    with those within ``REGION_MARGIN_UM`` around it, are clustered on their own, a tile keeps the clusters
    whose median location lies inside it, and a peak claimed by two tiles' clusters goes to the
-   one whose median is nearer. Cost then grows linearly with the probe's size.
+   one whose median is nearer. Cost then grows linearly with the probe's size. With
+   ``footprint_components > 0`` each clustering (tile or whole probe) adds the principal scores of
+   its peaks' multi-channel embeddings laid on the channels they cover (``footprint_scores``),
+   which tell apart neighbouring units whose main-channel waveforms look alike.
 2. Optional split (``split_components > 0``): every cluster is re-clustered on its whole
    channel neighbourhood (the embedding of each member re-laid on the neighbourhood of the
    cluster's most common channel), in its own PCA space; it is split when HDBSCAN finds two or
@@ -19,6 +22,7 @@ Over-split units are merged later by template similarity (``dlsort.templates.mer
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,18 +136,26 @@ def spatial_regions(locations: np.ndarray, region_um: float,
 
 
 def _regional_hdbscan(points: np.ndarray, locations: np.ndarray, region_um: float, min_cluster_size: int,
-                      min_samples: int) -> np.ndarray:
-    """HDBSCAN labels of ``points`` clustered tile by tile (see the module docstring)."""
+                      min_samples: int, extra: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """HDBSCAN labels of ``points`` clustered tile by tile (see the module docstring).
+
+    ``extra(members)``, when given, returns more features of the points at ``members``, computed
+    for each clustering's own points (a tile's, or all of them).
+    """
+    def clustered(members: np.ndarray) -> np.ndarray:
+        chosen = points[members] if extra is None else np.concatenate([points[members], extra(members)], axis=1)
+        return _hdbscan(chosen, min_cluster_size, min_samples)
+
     tiling, regions = spatial_regions(locations, region_um)
     if len(regions) == 1:
-        return _hdbscan(points, min_cluster_size, min_samples)
+        return clustered(np.arange(len(points)))
     labels = np.full(len(points), -1, dtype="int64")
     nearest = np.full(len(points), np.inf)
     next_label = 0
     for region in regions:
         if len(region.members) < 2 * min_cluster_size:
             continue  # too few to cluster: noise unless a neighbouring tile's cluster claims them
-        local = _hdbscan(points[region.members], min_cluster_size, min_samples)
+        local = clustered(region.members)
         for label in np.unique(local[local >= 0]):
             members = region.members[local == label]
             centre = np.median(locations[members], axis=0)
@@ -196,6 +208,7 @@ def cluster(
     location_scale_um: float = 10.0,
     region_um: float = 0.0,
     split_components: int = 0,
+    footprint_components: int = 0,
 ) -> np.ndarray:
     """Cluster peaks from their features.
 
@@ -218,6 +231,9 @@ def cluster(
     split_components : int, default: 0
         PCA dimensions of the split step (0 = no split step; measured on case M it lowered the
         clustering's adjusted Rand index, see ``docs/architecture.md``).
+    footprint_components : int, default: 0
+        Principal scores of the multi-channel embedding (``footprint_scores``) added to the
+        features of each clustering (0 = none).
 
     Returns
     -------
@@ -232,12 +248,49 @@ def cluster(
     if len(peaks) == 0:
         return np.zeros(0, dtype="int64")
     points = np.concatenate([features.locations / location_scale_um, features.waveform_features()], axis=1)
-    labels = _regional_hdbscan(points, features.locations, region_um, min_cluster_size, min_samples)
+    extra = None
+    if footprint_components > 0:
+        def extra(members: np.ndarray) -> np.ndarray:
+            return footprint_scores(features, peaks["channel_index"], members, footprint_components)
+    labels = _regional_hdbscan(points, features.locations, region_um, min_cluster_size, min_samples, extra)
     if split_components > 0:
         labels = _split_clusters(
             features, peaks["channel_index"], labels, min_cluster_size, min_samples, split_components
         )
     return _relabel(labels)
+
+
+def footprint_scores(features: PeakFeatures, channels: np.ndarray, members: np.ndarray,
+                     n_components: int) -> np.ndarray:
+    """Principal scores of peaks' neighbourhood embeddings laid on the channels the peaks cover.
+
+    Each peak's embedding (components x its neighbourhood's slots) is placed in the columns of
+    the channels its slots hold, zero on the other channels the members cover, so that peaks
+    detected on different channels of one unit are compared channel by channel; the matrix's
+    principal scores are scaled to unit spread along the first.
+
+    Parameters
+    ----------
+    features : PeakFeatures
+    channels : np.ndarray
+        Detection channel of every peak of ``features``.
+    members : np.ndarray
+        Indices of the peaks to score.
+    n_components : int
+
+    Returns
+    -------
+    np.ndarray
+        float (len(members), min(n_components, available)).
+    """
+    slots = features.neighbourhoods.indices[channels[members]]  # (members, width): channel of each slot, -1 = none
+    covered, column = np.unique(slots[slots >= 0], return_inverse=True)
+    embedding = features.embedding[members]
+    laid = np.zeros((len(members), embedding.shape[1], len(covered)), dtype="float32")
+    rows, filled = np.nonzero(slots >= 0)  # the same order as slots[slots >= 0]
+    laid[rows, :, column] = embedding[rows, :, filled]
+    scores = _principal_scores(laid.reshape(len(members), -1), n_components)
+    return scores / (float(np.std(scores[:, 0])) or 1.0)
 
 
 def _split_clusters(features, channels, labels, min_cluster_size, min_samples, n_components) -> np.ndarray:

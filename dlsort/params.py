@@ -183,6 +183,15 @@ PARAMETERS: dict[str, Parameter] = {
         float,
         low=0.0,
     ),
+    "footprint_components": Parameter(
+        0,
+        "Principal components of each peak's multi-channel embedding, laid on the channels of its tile, added to "
+        "the clustering features (0 = none): they tell apart neighbouring units whose main-channel waveforms look "
+        "alike.",
+        int,
+        low=0,
+        high=64,
+    ),
     "split_components": Parameter(
         0,
         "PCA dimensions of the optional split step that re-clusters each cluster (0 = no split step).",

@@ -209,6 +209,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             location_scale_um=p["location_scale_um"],
             region_um=p["clustering_region_um"],
             split_components=p["split_components"],
+            footprint_components=p["footprint_components"],
         )
     if np.any(labels >= 0):
         # Merge decisions on templates decoded from the features (no pass over the recording) ...

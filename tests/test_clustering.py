@@ -111,3 +111,46 @@ def test_spatial_regions_cover_every_point_with_bounded_tiles():
     assert len(spatial_regions(locations, 0.0)[1]) == 1
     with pytest.raises(ValueError, match="region_um must be >= 0"):
         spatial_regions(locations, -1.0)
+
+
+def test_footprints_separate_units_alike_on_their_main_channel():
+    """Two units with the same waveform on the same main channel, one with a narrow and one with a wide
+    spatial footprint, are one cluster on main-channel features and two with footprint scores; peaks of
+    one unit detected on either of two channels get the same footprint scores (laid channel by channel)."""
+    from dlsort.clustering import footprint_scores
+
+    rng = np.random.default_rng(0)
+    hood = build_neighbourhoods(LOCATIONS, 45.0)
+    n_per_unit, truth, embeddings, channels = 200, [], [], []
+    for unit, decay_um in enumerate([10.0, 60.0]):
+        profile = np.exp(-np.abs(LOCATIONS[:, 1] - 50.0) / decay_um)  # amplitude per channel, centre at 50 um
+        for channel in (2, 3):  # the peak is detected on either channel next to the centre
+            slots = hood.indices[channel]
+            mean = np.zeros((3, hood.width), "float32")
+            mean[0, slots >= 0] = 40.0 * profile[slots[slots >= 0]] / profile[2]
+            embeddings.append(mean + rng.normal(scale=1.0, size=(n_per_unit // 2, 3, hood.width)))
+            channels.append(np.full(n_per_unit // 2, channel))
+            truth += [unit] * (n_per_unit // 2)
+    embedding = np.concatenate(embeddings).astype("float32")
+    locations = (np.array([0.0, 50.0]) + rng.normal(scale=3.0, size=(len(truth), 2))).astype("float32")
+    features, peaks, truth = PeakFeatures(embedding, locations, hood), _peaks(np.concatenate(channels)), np.array(truth)
+
+    scores = footprint_scores(features, peaks["channel_index"], np.arange(len(truth)), 3)
+    first = scores[:, 0]
+    assert abs(first[truth == 0].mean() - first[truth == 1].mean()) > 3 * first[truth == 0].std()
+    on_two = truth == 0
+    by_channel = [first[on_two & (peaks["channel_index"] == channel)].mean() for channel in (2, 3)]
+    assert abs(by_channel[0] - by_channel[1]) < first[on_two].std()
+    def purity(labels: np.ndarray) -> float:
+        """Share of the clustered peaks that belong to their cluster's majority unit."""
+        kept = labels >= 0
+        table = np.zeros((labels.max() + 1, 2))
+        np.add.at(table, (labels[kept], truth[kept]), 1)
+        return table.max(axis=1).sum() / kept.sum()
+
+    alone = cluster(features, peaks, min_cluster_size=20)
+    with_footprints = cluster(features, peaks, min_cluster_size=20, footprint_components=3)
+    # apart, each unit's clusters pure (a wide unit may come in one cluster per detection channel: the channel
+    # its neighbourhood lacks reads zero; the template merge rejoins such pieces)
+    assert purity(with_footprints) > 0.95 and np.mean(with_footprints >= 0) > 0.9
+    assert purity(alone) < 0.8
