@@ -68,22 +68,16 @@ def whiten_for_matching(recording, templates, seed: int = 0):
     templates : Templates
         The whitened templates, sparse, same unit ids.
     """
-    from spikeinterface.core import Templates
-    from spikeinterface.core.sparsity import ChannelSparsity
     from spikeinterface.preprocessing import whiten
     from spikeinterface.preprocessing.whiten import compute_whitening_matrix
+
+    from dlsort.templates import sparse_above_noise
 
     matrix, _ = compute_whitening_matrix(recording, "local", {"seed": seed}, apply_mean=False,
                                          radius_um=WHITENING_RADIUS_UM)
     whitened = whiten(recording, dtype="float32", mode="local", radius_um=WHITENING_RADIUS_UM, W=matrix)
     array = templates.get_dense_templates() @ matrix.astype("float32")
-    peak = np.abs(array).max(axis=1)
-    mask = peak >= 1.0
-    mask[np.arange(len(array)), peak.argmax(axis=1)] = True
-    dense = Templates(templates_array=array * mask[:, None, :], sampling_frequency=templates.sampling_frequency,
-                      nbefore=templates.nbefore, channel_ids=templates.channel_ids, unit_ids=templates.unit_ids,
-                      probe=templates.probe, is_in_uV=templates.is_in_uV)
-    return whitened, dense.to_sparse(ChannelSparsity(mask, dense.unit_ids, dense.channel_ids))
+    return whitened, sparse_above_noise(array, 1.0, templates, templates.unit_ids)  # whitened noise: unit variance
 
 
 def match_templates(

@@ -299,19 +299,33 @@ def clean_templates(
     array = templates.templates_array
     snr_per_channel = np.abs(array).max(axis=1) / noise_levels[None, :]
     kept = np.flatnonzero((snr_per_channel.max(axis=1) >= min_snr) & (counts > 0))
-    array = array[kept]
-    mask = snr_per_channel[kept] >= 1.0
-    mask[np.arange(len(kept)), snr_per_channel[kept].argmax(axis=1)] = True
-    sparse = Templates(
-        templates_array=array * mask[:, None, :],
-        sampling_frequency=templates.sampling_frequency,
-        nbefore=templates.nbefore,
-        channel_ids=templates.channel_ids,
-        unit_ids=np.arange(len(kept)),
-        probe=templates.probe,
-        is_in_uV=templates.is_in_uV,
-    )
+    return sparse_above_noise(array[kept], noise_levels, templates, np.arange(len(kept))), kept
+
+
+def sparse_above_noise(array: np.ndarray, noise_levels, like: Templates, unit_ids: np.ndarray) -> Templates:
+    """Sparse templates that keep, for each unit, the channels where it reaches the noise level and its strongest.
+
+    Parameters
+    ----------
+    array : np.ndarray
+        (units, samples, channels) template waveforms.
+    noise_levels : np.ndarray or float
+        Noise level per channel (or one for all).
+    like : Templates
+        Templates whose sampling rate, window, channels and probe the new ones share.
+    unit_ids : np.ndarray
+
+    Returns
+    -------
+    Templates
+        Sparse; zero outside each unit's channels.
+    """
     from spikeinterface.core.sparsity import ChannelSparsity
 
-    sparsity = ChannelSparsity(mask, sparse.unit_ids, sparse.channel_ids)
-    return sparse.to_sparse(sparsity), kept
+    snr_per_channel = np.abs(array).max(axis=1) / np.broadcast_to(noise_levels, array.shape[2])[None, :]
+    mask = snr_per_channel >= 1.0
+    mask[np.arange(len(array)), snr_per_channel.argmax(axis=1)] = True
+    dense = Templates(templates_array=array * mask[:, None, :], sampling_frequency=like.sampling_frequency,
+                      nbefore=like.nbefore, channel_ids=like.channel_ids, unit_ids=unit_ids, probe=like.probe,
+                      is_in_uV=like.is_in_uV)
+    return dense.to_sparse(ChannelSparsity(mask, dense.unit_ids, dense.channel_ids))
