@@ -121,8 +121,7 @@ def check_matching(recording, sorting) -> None:
             f"the recording is sampled at {recording.sampling_frequency:g} Hz but the sorting at "
             f"{sorting.sampling_frequency:g} Hz: give the recording that was sorted"
         )
-    for segment in range(sorting.get_num_segments()):
-        spikes = sorting.to_spike_vector(concatenated=False)[segment]
+    for segment, spikes in enumerate(sorting.to_spike_vector(concatenated=False)):
         num_samples = recording.get_num_samples(segment)
         if spikes.size and spikes["sample_index"].max() >= num_samples:
             raise DlsortInputError(
@@ -280,7 +279,7 @@ def plot_overview(analyzer, table, path: Path) -> Path:
     return path
 
 
-def plot_unit(analyzer, unit_id, path: Path) -> Path:
+def plot_unit(analyzer, unit_id, path: Path, amplitudes_by_unit: list[dict] | None = None) -> Path:
     """One unit's template on its channels (single spikes in grey), amplitudes over time, ISI histogram.
 
     Parameters
@@ -290,6 +289,9 @@ def plot_unit(analyzer, unit_id, path: Path) -> Path:
     unit_id
         A unit of the analyzer's sorting.
     path : Path
+    amplitudes_by_unit : list of dict or None
+        The analyzer's spike amplitudes split by segment and unit (``get_data(outputs="by_unit")``);
+        given when drawing many units, so that they are split once.
 
     Returns
     -------
@@ -301,7 +303,9 @@ def plot_unit(analyzer, unit_id, path: Path) -> Path:
         1, 3, figsize=(13, 3.8), layout="constrained", gridspec_kw={"width_ratios": [1, 1.6, 1]}
     )
     _draw_waveforms(waveform_axes, analyzer, unit_id)
-    times, amplitudes = _amplitudes_over_time(analyzer, unit_id)
+    if amplitudes_by_unit is None:
+        amplitudes_by_unit = analyzer.get_extension("spike_amplitudes").get_data(outputs="by_unit")
+    times, amplitudes = _amplitudes_over_time(analyzer, unit_id, amplitudes_by_unit)
     amplitude_axes.scatter(times, amplitudes, s=2, color="tab:blue", alpha=0.5, linewidth=0)
     amplitude_axes.set(xlabel="time (s)", ylabel="amplitude (uV)", title="amplitude over time")
     intervals_ms = _inter_spike_intervals_ms(analyzer.sorting, unit_id)
@@ -343,9 +347,8 @@ def _contact_pitch(positions: np.ndarray) -> float:
     return float(distances[distances > 0].min()) if np.any(distances > 0) else 20.0
 
 
-def _amplitudes_over_time(analyzer, unit_id) -> tuple[np.ndarray, np.ndarray]:
+def _amplitudes_over_time(analyzer, unit_id, by_unit: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Spike times (s, segments laid end to end) and amplitudes of one unit."""
-    by_unit = analyzer.get_extension("spike_amplitudes").get_data(outputs="by_unit")
     sorting, recording = analyzer.sorting, analyzer.recording
     times, amplitudes, offset = [], [], 0.0
     for segment in range(sorting.get_num_segments()):
@@ -404,8 +407,9 @@ def write_report(
     table.to_csv(output / "quality_metrics.csv")
     plot_overview(analyzer, table, output / "overview.png")
     progress = (job_kwargs or {}).get("progress_bar", False)
+    by_unit = analyzer.get_extension("spike_amplitudes").get_data(outputs="by_unit")
     for unit_id in tqdm(analyzer.unit_ids, desc="unit figures", disable=not progress):
-        plot_unit(analyzer, unit_id, units_folder / f"unit_{unit_id}.png")
+        plot_unit(analyzer, unit_id, units_folder / f"unit_{unit_id}.png", by_unit)
     return _write_html(output, title, sorted_output, table)
 
 
