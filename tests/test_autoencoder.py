@@ -11,7 +11,14 @@ from conftest import JOB, folder_of
 
 from dlsort.errors import DlsortInputError
 from dlsort.nn import NeighbourhoodAutoencoder, build_network
-from dlsort.training.autoencoder import autoencoder_card, autoencoder_examples, train_autoencoder, training_scenes
+from dlsort.training.autoencoder import (
+    InvariantReconstructionLoss,
+    autoencoder_card,
+    autoencoder_examples,
+    paired_examples,
+    train_autoencoder,
+    training_scenes,
+)
 from dlsort.training.noise import SpatialNoise, TemporalNoise, shared_data_dir
 from dlsort.training.trainer import write_model
 
@@ -99,6 +106,70 @@ def test_examples_are_clean_spikes_on_their_neighbourhood_plus_noise_and_collisi
     assert 0.1 < np.mean(np.abs(examples.snippets - examples.clean).max(axis=(1, 2)) > 6.0) < 0.6  # collisions
     again = autoencoder_examples(training_scenes(WHITE, NEAR, 2, seed=3), 600, 75.0, seed=4)
     assert np.array_equal(again.snippets, examples.snippets)
+
+
+def test_displaced_units_keep_their_shape_and_move_along_the_probe():
+    from dlsort.training.recordings import displaced_templates, generated_templates
+
+    contacts = np.column_stack([np.tile([0.0, 32.0], 16), np.repeat(np.arange(16) * 20.0, 2)])
+    templates, moved = displaced_templates(np.random.default_rng(5), contacts, 6, 15.0)
+    assert np.array_equal(templates, generated_templates(np.random.default_rng(5), contacts, 6))
+
+    def centre(depth):  # trough-depth-weighted position of each unit (first sub-sample shift)
+        return depth @ contacts / depth.sum(axis=1, keepdims=True)
+
+    before, after = (np.clip(-t[..., 0].min(axis=1), 0, None) for t in (templates, moved))
+    shift = centre(after) - centre(before)
+    assert np.all(np.abs(shift[:, 0]) < 3.0) and np.all(np.abs(shift[:, 1]) < 20.0), shift  # along y only
+    assert np.max(np.abs(shift[:, 1])) > 2.0, shift  # they did move
+    main = before.argmax(axis=1)
+    for unit, channel in enumerate(main):  # the same waveform shape on the unit's main channel
+        a, b = templates[unit, :, channel, 0], moved[unit, :, channel, 0]
+        assert np.corrcoef(a, b)[0, 1] > 0.95
+
+
+def test_paired_views_are_the_same_unit_with_other_noise_shift_and_amplitude():
+    scenes = training_scenes(WHITE, NEAR, 2, seed=3)
+    first, second = paired_examples(scenes, 400, 75.0, seed=4, amplitude_jitter=0.1)
+    assert first.snippets.shape == second.snippets.shape
+    assert np.array_equal(first.positions, second.positions)  # no displacement: the same main channel
+    ratio = np.log(second.amplitude / first.amplitude)
+    assert 0.07 < ratio.std() < 0.13 and abs(ratio.mean()) < 0.02
+    scale = lambda clean: clean / np.linalg.norm(clean, axis=(1, 2), keepdims=True)  # noqa: E731
+    similarity = np.einsum("nst,mst->nm", scale(first.clean), scale(second.clean))
+    assert np.median(np.diag(similarity)) > 0.95 > np.median(similarity)  # a view resembles its own pair
+    assert not np.allclose(first.snippets - first.clean, second.snippets - second.clean)  # other noise
+
+
+def test_the_invariance_term_is_scale_free_zero_for_equal_and_about_one_for_unrelated_embeddings():
+    loss = InvariantReconstructionLoss(weight=2.0)
+    clean = torch.zeros(256, 2, 3, 5)
+    reconstruction = torch.ones(256, 3, 5)
+    embedding = torch.randn(256, 8)
+    assert loss((reconstruction, reconstruction, embedding, embedding), clean).item() == pytest.approx(1.0)
+    unrelated = loss((reconstruction, reconstruction, embedding, torch.randn(256, 8)), clean).item()
+    assert unrelated == pytest.approx(1.0 + 2.0, abs=0.3)
+    scaled = loss((reconstruction, reconstruction, 100 * embedding, 100 * torch.randn(256, 8)), clean).item()
+    assert scaled == pytest.approx(unrelated, abs=0.3)
+
+
+def test_two_view_training_pulls_a_spikes_embeddings_together():
+    scenes = training_scenes(WHITE, NEAR, 3, seed=8, displacement_um=10.0)
+    first, second = paired_examples(scenes, 2000, 75.0, seed=9)
+
+    def spread_ratio(network):  # squared distance between views over twice the embeddings' variance
+        with torch.no_grad():
+            a, b = (network.encode(*(torch.as_tensor(part) for part in view.inputs)) for view in (first, second))
+        return float((a - b).pow(2).sum(dim=1).mean() / (2 * torch.cat([a, b]).var(dim=0).sum()))
+
+    sizes = dict(embedding_dim=6, num_scenes=6, num_examples=3000, max_epochs=4, progress_bar=False)
+    plain, _ = train_autoencoder(WHITE, NEAR, **sizes)
+    invariant, report = train_autoencoder(WHITE, NEAR, invariance_weight=1.0, displacement_um=10.0, **sizes)
+    assert spread_ratio(invariant) < 0.7 * spread_ratio(plain), (spread_ratio(invariant), spread_ratio(plain))
+    card = autoencoder_card(invariant, "ae-two-views", "0.1.0", "white noise", 75.0, 1.0, 1.5, report, 1.0, 10.0)
+    assert card["metrics"]["objective"]["invariance_weight"] == 1.0
+    with pytest.raises(DlsortInputError, match="must be >= 0"):
+        train_autoencoder(WHITE, NEAR, invariance_weight=-1.0, num_scenes=2, num_examples=10)
 
 
 def test_training_lowers_the_reconstruction_error_and_the_card_rebuilds_the_network(tmp_path):

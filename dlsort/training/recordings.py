@@ -112,17 +112,59 @@ def generated_templates(rng: np.random.Generator, locations: np.ndarray, num_uni
     np.ndarray
         float (num_units, num_samples, num_channels, JITTER_STEPS), band-passed, trough depth 1.
     """
-    from spikeinterface.core.generate import generate_templates
+    units, seed = _random_units(rng, locations, num_units)
+    templates = _unit_templates(locations, units, seed)
+    return templates / _trough_depth(templates)
 
+
+def displaced_templates(rng: np.random.Generator, locations: np.ndarray, num_units: int,
+                        displacement_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """``generated_templates``, and the templates of the same units moved along the probe, as drift moves them.
+
+    Parameters
+    ----------
+    rng : np.random.Generator
+    locations : np.ndarray
+        (num_channels, 2) contact positions (um).
+    num_units : int
+    displacement_um : float
+        Each unit moves along the probe (y) by a random distance of up to this many um each way.
+
+    Returns
+    -------
+    templates, displaced : np.ndarray
+        float (num_units, num_samples, num_channels, JITTER_STEPS) each, band-passed; the units'
+        shapes are the same, and both are divided by ``templates``' trough depth (a unit that
+        moves away from the contacts shrinks).
+    """
+    units, seed = _random_units(rng, locations, num_units)
+    templates = _unit_templates(locations, units, seed)
+    moved = units + np.column_stack([np.zeros(num_units), rng.uniform(-displacement_um, displacement_um, num_units),
+                                     np.zeros(num_units)])
+    depth = _trough_depth(templates)
+    return templates / depth, _unit_templates(locations, moved, seed) / depth
+
+
+def _random_units(rng: np.random.Generator, locations: np.ndarray, num_units: int) -> tuple[np.ndarray, int]:
+    """(num_units, 3) random unit positions around ``locations`` and the seed of their shapes."""
     low, high = locations.min(axis=0) - 40.0, locations.max(axis=0) + 40.0
     units = np.column_stack([rng.uniform(low[0], high[0], num_units), rng.uniform(low[1], high[1], num_units),
                              rng.uniform(5.0, 60.0, num_units)])
-    templates = generate_templates(locations, units, TRAINING_SAMPLING_FREQUENCY, 1.5, 3.5,
-                                   seed=int(rng.integers(2**31)), upsample_factor=JITTER_STEPS,
-                                   unit_params=dict(WAVEFORM_PARAMS_RANGE))
-    templates = _bandpass(templates, axis=1)
-    depth = -templates.min(axis=1)  # (units, channels, jitter steps)
-    return templates / depth.max(axis=1)[:, None, None, :]
+    return units, int(rng.integers(2**31))
+
+
+def _unit_templates(locations: np.ndarray, units: np.ndarray, seed: int) -> np.ndarray:
+    """Band-passed templates of the units at ``units`` (n, 3); their shapes depend on ``seed`` only."""
+    from spikeinterface.core.generate import generate_templates
+
+    templates = generate_templates(locations, units, TRAINING_SAMPLING_FREQUENCY, 1.5, 3.5, seed=seed,
+                                   upsample_factor=JITTER_STEPS, unit_params=dict(WAVEFORM_PARAMS_RANGE))
+    return _bandpass(templates, axis=1)
+
+
+def _trough_depth(templates: np.ndarray) -> np.ndarray:
+    """(units, 1, 1, shifts) deepest trough over samples and channels of each template."""
+    return (-templates.min(axis=1)).max(axis=1)[:, None, None, :]
 
 
 def synthesize_patch(
