@@ -30,8 +30,9 @@ SHIPPED = {
     "deepinterpolation-generic": ["deepinterpolation", "--id", "deepinterpolation-generic", "--version", "1.0.0",
                                   "--probes", "np1", "np2", "staggered", "--windows", "1200", "--epochs", "15",
                                   "--seed", "0", "--device", "cpu", "--quiet"],
-    "autoencoder-generic": ["autoencoder", "--id", "autoencoder-generic", "--version", "1.0.0", "--scenes", "300",
-                            "--examples", "200000", "--epochs", "20", "--seed", "0", "--device", "cpu", "--quiet"],
+    "autoencoder-generic": ["autoencoder", "--id", "autoencoder-generic", "--version", "1.1.0", "--scenes", "300",
+                            "--examples", "100000", "--invariance-weight", "1.0", "--epochs", "20", "--seed", "0",
+                            "--device", "cpu", "--quiet"],
 }
 
 

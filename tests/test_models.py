@@ -65,7 +65,8 @@ def _published(entries) -> list[str]:
 def test_update_then_search_and_recommend(published, accuracy_case):
     assert _published(models.search(task="detector")) == ["det@1.1.0", "det@1.0.0", "det-np1@1.0.0"]
     assert "detector-generic@1.0.0" in [entry.ref for entry in models.search(task="detector")]  # shipped
-    assert [entry.ref for entry in models.search(task="autoencoder")] == ["autoencoder-generic@1.0.0"]  # shipped only
+    assert [entry.ref for entry in models.search(task="autoencoder")] == ["autoencoder-generic@1.1.0",
+                                                                         "autoencoder-generic@1.0.0"]  # shipped only
     assert _published(models.search(task="detector", probe="linear")) == ["det@1.1.0", "det@1.0.0"]
     assert "denoiser-generic@1.0.0" in [entry.ref for entry in models.search(probe="linear")]  # shipped, any probe
     assert models.search(task="detector", sampling_frequency=10_000.0) == []
@@ -106,6 +107,7 @@ def test_fetch_verifies_caches_and_loads(published, gin):
     assert models.verify() == {"denoiser-generic@1.0.0": True, "detector-generic@1.0.0": True,
                                "detector-generic@1.1.0": True, "deepinterpolation-np1@1.0.0": True,
                                "deepinterpolation-generic@1.0.0": True, "autoencoder-generic@1.0.0": True,
+                               "autoencoder-generic@1.1.0": True,
                                "det@1.1.0": True}
     with pytest.raises(DlsortInputError, match="not a denoiser model"):
         models.load("det", task="denoiser")

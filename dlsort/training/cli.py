@@ -175,19 +175,24 @@ def _train_autoencoder(args: argparse.Namespace) -> int:
         spatial = shared_noise(SpatialNoise)
     sizes = _sizes(args, "autoencoder", start is not None)
     ms_before, ms_after, radius_um = args.ms_before, args.ms_after, args.radius_um
+    objective = {}
     if start is not None:
         card = start[1]
         radius_um = autoencoder_radius(card, start[2].id)
         ms_before, ms_after = card["window_ms"]["before"], card["window_ms"]["after"]
+        objective = card["metrics"].get("objective", {})  # fine-tuning keeps the start model's objective
+    invariance_weight = objective.get("invariance_weight", 0.0) if args.invariance_weight is None \
+        else args.invariance_weight
+    displacement_um = objective.get("displacement_um", 0.0) if args.displacement_um is None else args.displacement_um
     network, report = train_autoencoder(
         temporal, spatial, start_from=start[0] if start else None, embedding_dim=args.embedding_dim,
         radius_um=radius_um, locations=locations, num_scenes=sizes["scenes"], num_examples=sizes["examples"],
         ms_before=ms_before, ms_after=ms_after, seed=args.seed, device=device, max_epochs=sizes["epochs"],
-        max_seconds=args.max_seconds, progress_bar=not args.quiet, invariance_weight=args.invariance_weight,
-        displacement_um=args.displacement_um,
+        max_seconds=args.max_seconds, progress_bar=not args.quiet, invariance_weight=invariance_weight,
+        displacement_um=displacement_um,
     )
     card = autoencoder_card(network, args.id, args.version, training_data, radius_um, ms_before, ms_after, report,
-                            args.invariance_weight, args.displacement_um)
+                            invariance_weight, displacement_um)
     weights = write_model(Path(args.output), network, card)
     print(f"dlsort: {args.id}@{args.version} written to {weights.parent} ({report.epochs} epochs, "
           f"{report.seconds:.0f} s); held-out loss {report.best_validation_loss:.3f} "
@@ -327,11 +332,11 @@ def add_train_parser(commands) -> None:
                              help="neighbourhood radius, as the sorter's neighbourhood_radius_um (from scratch)")
     autoencoder.add_argument("--ms-before", type=float, default=1.0, help="window before the trough (from scratch)")
     autoencoder.add_argument("--ms-after", type=float, default=1.5, help="window after the trough (from scratch)")
-    autoencoder.add_argument("--invariance-weight", type=float, default=0.0,
+    autoencoder.add_argument("--invariance-weight", type=float,
                              help="train on two views of each spike and add this weight x the distance between their "
-                                  "embeddings to the loss (default: 0, reconstruction only; --examples then counts "
-                                  "pairs)")
-    autoencoder.add_argument("--displacement-um", type=float, default=0.0,
+                                  "embeddings to the loss; --examples then counts pairs (default: the start model's "
+                                  "when fine-tuning, else 0: reconstruction only)")
+    autoencoder.add_argument("--displacement-um", type=float,
                              help="with --invariance-weight, move the second view's unit along the probe by up to "
-                                  "this many um, as drift does (default: 0)")
+                                  "this many um, as drift does (default: the start model's when fine-tuning, else 0)")
     autoencoder.set_defaults(handler=_train_autoencoder)
