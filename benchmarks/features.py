@@ -72,44 +72,24 @@ def clustering_stage(features, peaks: np.ndarray, recording, truth: np.ndarray) 
             "merged": score(merged, truth), "split_test": split_test(features, labels, truth)}
 
 
-def bimodality(projection: np.ndarray, boundary: float) -> float:
-    """1 - (lowest point between the two modes) / (lower mode) of a smoothed histogram; 0 = unimodal."""
-    counts, edges = np.histogram(projection, bins=int(np.clip(np.sqrt(len(projection)), 20, 100)))
-    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
-    counts = np.convolve(counts, kernel / kernel.sum(), mode="same")
-    centres = (edges[1:] + edges[:-1]) / 2
-    left, right = np.flatnonzero(centres < boundary), np.flatnonzero(centres >= boundary)
-    if len(left) == 0 or len(right) == 0:
-        return 0.0
-    low, high = left[np.argmax(counts[left])], right[np.argmax(counts[right])]
-    return float(1.0 - counts[low:high + 1].min() / min(counts[low], counts[high]))
-
-
 def split_test(features, labels: np.ndarray, truth: np.ndarray) -> dict:
-    """Could a split step find the clusters that hold two units? Bimodality along each cluster's discriminant.
+    """Could a split step find the clusters that hold two units? ``discriminant_bimodality`` of each cluster.
 
-    Each cluster's clustering features are cut in two by k-means; the members are projected on the
-    Fisher discriminant of the two halves and the projection's ``bimodality`` scored. A split step
-    works if the clusters holding two true units (the smaller one >= 10 % of the cluster) score
-    above the pure ones.
+    A split step (``split_bimodality``) works if the clusters holding two true units (the smaller
+    one >= 10 % of the cluster) score above the pure ones.
     """
-    from sklearn.cluster import KMeans
+    from dlsort.clustering import discriminant_bimodality
 
     points = features.waveform_features()
     rows = []
     for label in np.unique(labels[labels >= 0]):
         members = np.flatnonzero(labels == label)
-        halves = KMeans(2, n_init=3, random_state=0).fit_predict(points[members])
-        first, second = points[members][halves == 0], points[members][halves == 1]
-        if min(len(first), len(second)) < 3:
+        score, halves = discriminant_bimodality(points[members])
+        if min(np.sum(halves == 0), np.sum(halves == 1)) < 3:
             continue
-        pooled = np.cov(first.T) * (len(first) - 1) + np.cov(second.T) * (len(second) - 1)
-        direction = np.linalg.solve(pooled / (len(members) - 2) + 1e-6 * np.eye(len(pooled)),
-                                    first.mean(axis=0) - second.mean(axis=0))
-        boundary = float((first.mean(axis=0) + second.mean(axis=0)) @ direction / 2)
         units = np.sort(np.bincount(truth[members]))[::-1]
         mixed = len(units) > 1 and units[1] >= 0.1 * units[0]
-        rows.append((mixed, bimodality(points[members] @ direction, boundary)))
+        rows.append((mixed, score))
     pure = [value for mixed, value in rows if not mixed]
     return {"mixed_clusters": [round(value, 3) for mixed, value in rows if mixed],
             "pure_clusters": len(pure), "pure_median": float(np.median(pure)) if pure else None,

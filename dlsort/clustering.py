@@ -16,6 +16,9 @@
    channel neighbourhood (the embedding of each member re-laid on the neighbourhood of the
    cluster's most common channel), in its own PCA space; it is split when HDBSCAN finds two or
    more well-populated modes.
+3. Optional discriminant split (``split_bimodality > 0``): every cluster is cut in two by k-means
+   on the clustering features and kept cut when its members' projection on the two halves'
+   Fisher discriminant is bimodal enough (``discriminant_bimodality``).
 
 Over-split units are merged later by template similarity (``dlsort.templates.merge_similar``).
 """
@@ -209,6 +212,7 @@ def cluster(
     region_um: float = 0.0,
     split_components: int = 0,
     footprint_components: int = 0,
+    split_bimodality: float = 0.0,
 ) -> np.ndarray:
     """Cluster peaks from their features.
 
@@ -234,6 +238,9 @@ def cluster(
     footprint_components : int, default: 0
         Principal scores of the multi-channel embedding (``footprint_scores``) added to the
         features of each clustering (0 = none).
+    split_bimodality : float, default: 0.0
+        A cluster whose two k-means halves give a ``discriminant_bimodality`` of at least this
+        (in (0, 1]) is split in two (0 = no discriminant split).
 
     Returns
     -------
@@ -257,6 +264,8 @@ def cluster(
         labels = _split_clusters(
             features, peaks["channel_index"], labels, min_cluster_size, min_samples, split_components
         )
+    if split_bimodality > 0:
+        labels = _discriminant_split(points[:, 2:], labels, min_cluster_size, split_bimodality)
     return _relabel(labels)
 
 
@@ -311,6 +320,63 @@ def _split_clusters(features, channels, labels, min_cluster_size, min_samples, n
         out[members] = -1
         for part in parts:
             out[members[local == part]] = next_label
+            next_label += 1
+    return out
+
+
+def discriminant_bimodality(points: np.ndarray) -> tuple[float, np.ndarray]:
+    """How bimodal a cluster is along the discriminant of its two k-means halves.
+
+    The points are cut in two by k-means, projected on the Fisher discriminant of the two halves,
+    and the projection's smoothed histogram scored: 1 - (its lowest point between the two halves'
+    modes) / (the lower mode); 0 = unimodal, 1 = two separate groups.
+
+    Parameters
+    ----------
+    points : np.ndarray
+        (n, dimensions) features of the cluster's members.
+
+    Returns
+    -------
+    score : float
+        0 when a half has fewer than 3 points.
+    halves : np.ndarray
+        (n,) 0 or 1: the k-means half of each point.
+    """
+    from sklearn.cluster import KMeans
+
+    halves = KMeans(2, n_init=3, random_state=0).fit_predict(points)
+    first, second = points[halves == 0], points[halves == 1]
+    if min(len(first), len(second)) < 3:
+        return 0.0, halves
+    pooled = np.cov(first.T) * (len(first) - 1) + np.cov(second.T) * (len(second) - 1)
+    direction = np.linalg.solve(pooled / (len(points) - 2) + 1e-6 * np.eye(len(pooled)),
+                                first.mean(axis=0) - second.mean(axis=0))
+    projection = points @ direction
+    boundary = float((first.mean(axis=0) + second.mean(axis=0)) @ direction / 2)
+    counts, edges = np.histogram(projection, bins=int(np.clip(np.sqrt(len(projection)), 20, 100)))
+    kernel = np.exp(-0.5 * np.arange(-3, 4) ** 2)
+    counts = np.convolve(counts, kernel / kernel.sum(), mode="same")
+    centres = (edges[1:] + edges[:-1]) / 2
+    left, right = np.flatnonzero(centres < boundary), np.flatnonzero(centres >= boundary)
+    if len(left) == 0 or len(right) == 0:
+        return 0.0, halves
+    low, high = left[np.argmax(counts[left])], right[np.argmax(counts[right])]
+    return float(1.0 - counts[low:high + 1].min() / min(counts[low], counts[high])), halves
+
+
+def _discriminant_split(points: np.ndarray, labels: np.ndarray, min_cluster_size: int,
+                        threshold: float) -> np.ndarray:
+    """``labels`` with every cluster whose ``discriminant_bimodality`` reaches ``threshold`` cut in two."""
+    out = labels.copy()
+    next_label = labels.max() + 1
+    for label in np.unique(labels[labels >= 0]):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2 * min_cluster_size:
+            continue
+        score, halves = discriminant_bimodality(points[members])
+        if score >= threshold and min(np.sum(halves == 0), np.sum(halves == 1)) >= min_cluster_size:
+            out[members[halves == 1]] = next_label
             next_label += 1
     return out
 

@@ -200,6 +200,16 @@ PARAMETERS: dict[str, Parameter] = {
         low=0,
         high=64,
     ),
+    "split_bimodality": Parameter(
+        0.0,
+        "Discriminant split: a cluster cut in two by k-means is kept cut when its members' projection on the halves' "
+        "Fisher discriminant is at least this bimodal (0-1; 0 = no split). Off by default: on the true spikes of the "
+        "drifting case D the one cluster holding two units scores 0.47 while 12 single-unit clusters score above "
+        "0.5 (docs/benchmarks.md).",
+        float,
+        low=0.0,
+        high=1.0,
+    ),
     "merge_similarity": Parameter(
         0.95,
         "Cosine similarity of templates above which clusters merge. 0.95 since the ground-truth benchmark: pieces of "

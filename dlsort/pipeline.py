@@ -210,6 +210,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             region_um=p["clustering_region_um"],
             split_components=p["split_components"],
             footprint_components=p["footprint_components"],
+            split_bimodality=p["split_bimodality"],
         )
     if np.any(labels >= 0):
         # Merge decisions on templates decoded from the features (no pass over the recording) ...

@@ -154,3 +154,18 @@ def test_footprints_separate_units_alike_on_their_main_channel():
     # its neighbourhood lacks reads zero; the template merge rejoins such pieces)
     assert purity(with_footprints) > 0.95 and np.mean(with_footprints >= 0) > 0.9
     assert purity(alone) < 0.8
+
+
+def test_discriminant_split_cuts_a_cluster_of_two_units_and_leaves_one_unit_whole():
+    from dlsort.clustering import _discriminant_split, discriminant_bimodality
+
+    rng = np.random.default_rng(1)
+    one = rng.normal(size=(400, 4)) * [3.0, 1.0, 1.0, 1.0]  # one unit, stretched along its first axis
+    two = np.concatenate([rng.normal(size=(300, 4)), rng.normal(size=(200, 4)) + [0.0, 6.0, 0.0, 0.0]])
+    assert discriminant_bimodality(one)[0] < 0.5 < 0.9 < discriminant_bimodality(two)[0]
+    points = np.concatenate([one + 30.0, two])
+    truth = np.repeat([0, 1, 2], [400, 300, 200])
+    labels = _discriminant_split(points, np.repeat([0, 1], [400, 500]), min_cluster_size=20, threshold=0.5)
+    assert adjusted_rand_score(truth, labels) > 0.98
+    untouched = _discriminant_split(points, np.repeat([0, 1], [400, 500]), min_cluster_size=300, threshold=0.5)
+    assert np.array_equal(untouched, np.repeat([0, 1], [400, 500]))  # a half below min_cluster_size: no cut
