@@ -254,7 +254,8 @@ def cluster(
         raise ValueError(f"min_cluster_size must be >= 2, got {min_cluster_size}")
     if len(peaks) == 0:
         return np.zeros(0, dtype="int64")
-    points = np.concatenate([features.locations / location_scale_um, features.waveform_features()], axis=1)
+    waveform = features.waveform_features()
+    points = np.concatenate([features.locations / location_scale_um, waveform], axis=1)
     extra = None
     if footprint_components > 0:
         def extra(members: np.ndarray) -> np.ndarray:
@@ -265,7 +266,7 @@ def cluster(
             features, peaks["channel_index"], labels, min_cluster_size, min_samples, split_components
         )
     if split_bimodality > 0:
-        labels = _discriminant_split(points[:, 2:], labels, min_cluster_size, split_bimodality)
+        labels = _discriminant_split(waveform, labels, min_cluster_size, split_bimodality)
     return _relabel(labels)
 
 
@@ -302,18 +303,20 @@ def footprint_scores(features: PeakFeatures, channels: np.ndarray, members: np.n
     return scores / (float(np.std(scores[:, 0])) or 1.0)
 
 
-def _split_clusters(features, channels, labels, min_cluster_size, min_samples, n_components) -> np.ndarray:
+def _split_each(labels: np.ndarray, min_cluster_size: int,
+                split: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``labels`` with each cluster of at least ``2 * min_cluster_size`` members cut into the parts ``split`` finds.
+
+    ``split(members)`` returns a local label per member (-1 = noise); a cluster is replaced by its
+    parts (its noise becomes noise) when there are two or more, and left whole otherwise.
+    """
     out = labels.copy()
     next_label = labels.max() + 1
     for label in np.unique(labels[labels >= 0]):
         members = np.flatnonzero(labels == label)
         if len(members) < 2 * min_cluster_size:
             continue
-        centre = int(np.bincount(channels[members]).argmax())
-        relaid = relay_on_neighbourhood(features.subset(members), channels[members], centre)
-        local = _hdbscan(
-            _principal_scores(relaid.reshape(len(members), -1), n_components), min_cluster_size, min_samples
-        )
+        local = split(members)
         parts = np.unique(local[local >= 0])
         if len(parts) < 2:
             continue
@@ -322,6 +325,16 @@ def _split_clusters(features, channels, labels, min_cluster_size, min_samples, n
             out[members[local == part]] = next_label
             next_label += 1
     return out
+
+
+def _split_clusters(features, channels, labels, min_cluster_size, min_samples, n_components) -> np.ndarray:
+    def split(members: np.ndarray) -> np.ndarray:
+        centre = int(np.bincount(channels[members]).argmax())
+        relaid = relay_on_neighbourhood(features.subset(members), channels[members], centre)
+        return _hdbscan(_principal_scores(relaid.reshape(len(members), -1), n_components), min_cluster_size,
+                        min_samples)
+
+    return _split_each(labels, min_cluster_size, split)
 
 
 def discriminant_bimodality(points: np.ndarray) -> tuple[float, np.ndarray]:
@@ -368,17 +381,13 @@ def discriminant_bimodality(points: np.ndarray) -> tuple[float, np.ndarray]:
 def _discriminant_split(points: np.ndarray, labels: np.ndarray, min_cluster_size: int,
                         threshold: float) -> np.ndarray:
     """``labels`` with every cluster whose ``discriminant_bimodality`` reaches ``threshold`` cut in two."""
-    out = labels.copy()
-    next_label = labels.max() + 1
-    for label in np.unique(labels[labels >= 0]):
-        members = np.flatnonzero(labels == label)
-        if len(members) < 2 * min_cluster_size:
-            continue
+    def split(members: np.ndarray) -> np.ndarray:
         score, halves = discriminant_bimodality(points[members])
         if score >= threshold and min(np.sum(halves == 0), np.sum(halves == 1)) >= min_cluster_size:
-            out[members[halves == 1]] = next_label
-            next_label += 1
-    return out
+            return halves
+        return np.zeros(len(members), dtype="int64")
+
+    return _split_each(labels, min_cluster_size, split)
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:

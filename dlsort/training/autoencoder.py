@@ -203,12 +203,14 @@ def _examples(scenes: list[Scene], num: int, radius_um: float, seed: int, ms_bef
         unit = rng.integers(len(scene.templates), size=count)
         shift = rng.integers(JITTER_STEPS, size=count)
         amplitude = _amplitudes(rng, count, **amplitude_params)
-        parts[0].append(_render(scene, scene.templates, unit, shift, amplitude, neighbourhoods, rng, nbefore, nafter))
+        aligned = _aligned(scene.templates, nbefore, nafter)
+        parts[0].append(_render(scene, aligned, unit, shift, amplitude, neighbourhoods, rng, nbefore, nafter))
         if views == 2:
-            templates = scene.templates if scene.displaced is None else scene.displaced
+            if scene.displaced is not None:
+                aligned = _aligned(scene.displaced, nbefore, nafter)
             shift = rng.integers(JITTER_STEPS, size=count)
             jittered = amplitude * np.exp(rng.normal(0.0, amplitude_jitter, count))
-            parts[1].append(_render(scene, templates, unit, shift, jittered, neighbourhoods, rng, nbefore, nafter))
+            parts[1].append(_render(scene, aligned, unit, shift, jittered, neighbourhoods, rng, nbefore, nafter))
     width = max(part[2].shape[1] for view in parts for part in view)
     return [AutoencoderExamples(*(np.concatenate([_pad_slots(part[index], width) for part in view])
                                   for index in range(4)),
@@ -225,11 +227,15 @@ def _amplitudes(rng: np.random.Generator, count: int, snr_median: float = 5.0, s
     return amplitude
 
 
-def _render(scene: Scene, templates: np.ndarray, unit: np.ndarray, shift: np.ndarray, amplitude: np.ndarray,
-            neighbourhoods, rng: np.random.Generator, nbefore: int, nafter: int) -> tuple[np.ndarray, ...]:
-    """Noisy snippets, relative positions, mask, clean snippets and amplitudes of spikes added to ``scene``'s patch."""
+def _render(scene: Scene, aligned: tuple[np.ndarray, np.ndarray], unit: np.ndarray, shift: np.ndarray,
+            amplitude: np.ndarray, neighbourhoods, rng: np.random.Generator, nbefore: int,
+            nafter: int) -> tuple[np.ndarray, ...]:
+    """Noisy snippets, relative positions, mask, clean snippets and amplitudes of spikes added to ``scene``'s patch.
+
+    ``aligned`` is ``_aligned`` of the templates the spikes are drawn from.
+    """
     patch, count = scene.patch, len(unit)
-    windows, mains = _aligned(templates, nbefore, nafter)
+    windows, mains = aligned
     main = mains[unit, shift]
     clean = windows[unit, shift] * amplitude[:, None, None]  # (count, samples, channels)
     # each example's window laid end to end, so that one cut lays them all on their neighbourhoods
