@@ -491,6 +491,108 @@ def features_section(record: dict | None) -> list[str]:
 DETECTION_FIGURE = "detection_recall.png"
 
 
+FINE_TUNING_BUDGET_S = 180.0  # issue 8: fine-tuning in under 3 minutes on 2 cores
+SHIPPED_GAP = 0.03  # issue 8: shipped weights within 0.03 mean accuracy of fine-tuned ones
+
+
+def _units_cell(summary: dict | None) -> str:
+    """``well/total (mean accuracy)`` of a run summary, or its status."""
+    if not summary:
+        return "—"
+    if summary["status"] != "ok":
+        return f"**{summary['status']}**"
+    return f"{summary['well_detected']}/{summary['num_gt_units']} ({summary['accuracy']:.3f})"
+
+
+def generalization_section(records: list[dict]) -> list[str]:
+    """The "Generalization across probe families" section from ``benchmarks/generalization.py``'s summaries."""
+    from dlsort.groundtruth import PROBE_FAMILY_CASES
+
+    lines = ["## Generalization across probe families", ""]
+    if not records:
+        return lines + ["Not run yet.", ""]
+    by_case = {record["case"]: record for record in records}
+    ordered = [by_case[case] for case in PROBE_FAMILY_CASES if case in by_case]
+    commits = sorted({r["shipped"]["dlsort_git"] for r in ordered if r["shipped"].get("dlsort_git")})
+    lines += [f"- `{command}`" for command in dict.fromkeys(r["command"] for r in ordered)]
+    lines += [
+        "",
+        f"dlsort {'; '.join(commits)}, runs started {min(r['started_utc'] or '' for r in ordered)} to "
+        f"{max(r['started_utc'] or '' for r in ordered)} (UTC). One generated recording per probe family "
+        "(`dlsort.groundtruth.PROBE_FAMILY_CASES`, 5 uV noise). *Shipped*: dlsort's defaults. *Fine-tuned*: the "
+        "detector and the denoiser fine-tuned on the recording itself (`dlsort train detector|denoiser --recording`, "
+        "each from the shipped network, in its own process; the time is both commands' wall time, start-up and the "
+        "detector's bootstrap sort included), then dlsort with them. Cells: well-detected units (accuracy >= 0.8) / "
+        "ground-truth units (mean accuracy). Best peer: most well-detected units, then mean accuracy, among "
+        "the peers that ran. Time: dlsort (shipped) wall time / spykingcircus2's on the same recording.",
+        "",
+        "| case | probe | channels | rate (kHz) | shipped | fine-tuned | mean accuracy shipped - fine-tuned | "
+        "fine-tuning (s) | best peer | time / spykingcircus2 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    within, fast, at_least_peer = [], [], []
+    for record in ordered:
+        shipped, tuned = record["shipped"], record.get("fine_tuned")
+        peers = [peer for peer in record["peers"] if peer["status"] == "ok"]
+        best = max(peers, key=lambda peer: (peer["well_detected"], peer["accuracy"]), default=None)
+        circus = next((peer for peer in peers if peer["sorter"] == REFERENCE_SORTER), None)
+        tuning = record["fine_tuning"]
+        seconds = sum(result["seconds"] for result in tuning.values())
+        failed = [task for task, result in tuning.items() if result["status"] != "ok"]
+        gap = None
+        if shipped["status"] == "ok" and tuned and tuned["status"] == "ok":
+            gap = shipped["accuracy"] - tuned["accuracy"]
+            within.append(gap >= -SHIPPED_GAP)
+        if not failed:
+            fast.append(seconds < FINE_TUNING_BUDGET_S)
+        if shipped["status"] == "ok" and best:
+            at_least_peer.append(shipped["well_detected"] >= best["well_detected"])
+        cells = [
+            record["case"], record["description"], str(record["num_channels"]),
+            f"{record['sampling_frequency'] / 1000:g}", _units_cell(shipped), _units_cell(tuned),
+            "—" if gap is None else f"{gap:+.3f}",
+            f"**failed** ({', '.join(failed)})" if failed else
+            f"{seconds:.0f} ({' + '.join(format(result['seconds'], '.0f') for result in tuning.values())})",
+            f"{_units_cell(best)} {best['sorter']}" if best else "—",
+            fmt(shipped["wall_time_s"] / circus["wall_time_s"]) if circus and shipped["status"] == "ok" else "—",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"- Shipped weights within {SHIPPED_GAP} mean accuracy of fine-tuned ones (or better): "
+        f"{sum(within)} of {len(within)} cases.",
+        f"- Fine-tuning both networks in under {FINE_TUNING_BUDGET_S:.0f} s: {sum(fast)} of {len(fast)} cases.",
+        f"- dlsort (shipped) finds at least as many well-detected units as the best peer: {sum(at_least_peer)} of "
+        f"{len(at_least_peer)} cases.",
+        "",
+    ]
+    return lines
+
+
+def replace_section(output: Path, section: list[str]) -> None:
+    """Rewrite one ``## `` section of the report in place, leaving every other section as it is.
+
+    Parameters
+    ----------
+    output : Path
+        The markdown report; created (with the notes marker) when missing.
+    section : list of str
+        The section's lines, its ``## `` heading first. A section of that heading is replaced; a new
+        one goes before the hand-written notes.
+    """
+    heading = section[0]
+    text = output.read_text() if output.exists() else f"# Benchmarks\n\n{NOTES_MARKER}\n"
+    lines = text.split("\n")
+    if heading in lines:
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines))
+                    if lines[i].startswith("## ") or lines[i] == NOTES_MARKER), len(lines))
+    else:
+        start = end = lines.index(NOTES_MARKER) if NOTES_MARKER in lines else len(lines)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(lines[:start] + section + lines[end:]))
+
+
 def plot_detection(records: list[dict], path: Path) -> None:
     """Recall per unit-SNR bin of every detector, one panel per case, written to ``path``."""
     import matplotlib
@@ -670,6 +772,7 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     lines += deepinterpolation_sorting_section(load_json_files((workdir / "deepinterpolation_sorting").glob("*.json")))
     features = load_json_files([workdir / "features" / "results.json"])
     lines += features_section(features[0] if features else None)
+    lines += generalization_section(load_json_files((workdir / "generalization").glob("*.json")))
     lines += [NOTES_MARKER]
     notes = ""
     if output.exists() and NOTES_MARKER in output.read_text():

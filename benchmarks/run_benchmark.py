@@ -85,13 +85,18 @@ def case_folder(workdir: Path, case: str) -> Path:
     return workdir / case
 
 
+def spec_name(sorter: str) -> str:
+    """File-name form of a sorter spec (its record, log and output folder): a ``/`` in a model path becomes ``%2F``."""
+    return sorter.replace("/", "%2F")
+
+
 def prepare_case(case: str, workdir: Path) -> None:
     """Generate, save and measure the SNRs of ``case`` unless already done.
 
     Parameters
     ----------
     case : str
-        Key of ``dlsort.groundtruth.BENCHMARK_CASES`` or ``GENERALIZATION_CASES``.
+        Key of ``dlsort.groundtruth.ALL_CASES``.
     workdir : Path
         Work directory; writes ``<case>/recording``, ``<case>/gt_sorting`` and ``<case>/snrs.npy``.
     """
@@ -99,14 +104,14 @@ def prepare_case(case: str, workdir: Path) -> None:
     from spikeinterface.core import load
 
     from dlsort.evaluation import ground_truth_snrs
-    from dlsort.groundtruth import BENCHMARK_CASES, GENERALIZATION_CASES, generate_case
+    from dlsort.groundtruth import ALL_CASES, generate_case
 
     folder = case_folder(workdir, case)
     done = folder / "prepared.json"
     if done.exists():
         return
     folder.mkdir(parents=True, exist_ok=True)
-    recording, gt_sorting = generate_case({**BENCHMARK_CASES, **GENERALIZATION_CASES}[case])
+    recording, gt_sorting = generate_case(ALL_CASES[case])
     recording = recording.save(folder=folder / "recording", n_jobs=N_JOBS, progress_bar=False, overwrite=True)
     gt_sorting.save(folder=folder / "gt_sorting", overwrite=True)
     snrs = ground_truth_snrs(recording, load(folder / "gt_sorting"))
@@ -146,7 +151,7 @@ def run_one(case: str, sorter: str, workdir: Path) -> dict:
         save_record(record, workdir)  # status "running": the parent completes it on a timeout or crash
         start = time.perf_counter()
         sorting = run_sorter(
-            name, recording, folder=folder / "sorters" / sorter, remove_existing_folder=True,
+            name, recording, folder=folder / "sorters" / spec_name(sorter), remove_existing_folder=True,
             verbose=False, raise_error=True, **sorter_params(sorter),
         )
         record["wall_time_s"] = time.perf_counter() - start
@@ -207,7 +212,7 @@ def base_record(case: str, sorter: str, duration_s: float) -> dict:
 
 def save_record(record: dict, workdir: Path) -> Path:
     """Write a result record as JSON and return its path."""
-    path = case_folder(workdir, record["case"]) / "results" / f"{record['sorter']}.json"
+    path = case_folder(workdir, record["case"]) / "results" / f"{spec_name(record['sorter'])}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
     return path
@@ -228,9 +233,9 @@ def run_in_subprocess(case: str, sorter: str, workdir: Path, timeout_s: float) -
         The record the subprocess wrote, or a "failed"/"timed out" record written here.
     """
     duration = json.loads((case_folder(workdir, case) / "prepared.json").read_text())["duration_s"]
-    result_path = case_folder(workdir, case) / "results" / f"{sorter}.json"
+    result_path = case_folder(workdir, case) / "results" / f"{spec_name(sorter)}.json"
     result_path.unlink(missing_ok=True)
-    log_path = case_folder(workdir, case) / "logs" / f"{sorter}.log"
+    log_path = case_folder(workdir, case) / "logs" / f"{spec_name(sorter)}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))}
     command = [sys.executable, __file__, "--run-one", case, sorter, "--workdir", str(workdir)]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 SAMPLING_FREQUENCY = 30_000.0
+# Square grids: contact pitch (um) of each kind.
+GRID_PITCH_UM = {"tetrode": 25.0, "utah": 400.0, "mea": 100.0}
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,18 @@ GENERALIZATION_CASES: dict[str, GroundTruthCase] = {
     "M20": GroundTruthCase("M20", "64 ch of Neuropixels 1.0 at 20 kHz, 40 units", "np1", 64, 40, 60.0,
                            sampling_frequency=20_000.0),
 }
+# One case per probe family of the generalization benchmark (benchmarks/generalization.py).
+PROBE_FAMILY_CASES: dict[str, GroundTruthCase] = {
+    "N1": GroundTruthCase("N1", "64 ch of Neuropixels 1.0, 40 units", "np1", 64, 40, 60.0),
+    "NP2": GENERALIZATION_CASES["NP2"],
+    "LIN": GroundTruthCase("LIN", "32-ch linear probe (25 um pitch), 16 units", "linear", 32, 16, 60.0),
+    "P4": GroundTruthCase("P4", "4-shank polytrode (250 um apart, 2 staggered columns of 8 each), 32 units",
+                          "polytrode", 64, 32, 60.0),
+    "T20": GENERALIZATION_CASES["T20"],
+    "U": GENERALIZATION_CASES["U"],
+    "MEA": GroundTruthCase("MEA", "16 x 16 MEA (100 um pitch), 120 units", "mea", 256, 120, 60.0),
+}
+ALL_CASES: dict[str, GroundTruthCase] = {**BENCHMARK_CASES, **GENERALIZATION_CASES, **PROBE_FAMILY_CASES}
 
 
 def make_probe(kind: str, num_channels: int):
@@ -77,12 +91,16 @@ def make_probe(kind: str, num_channels: int):
 
     Parameters
     ----------
-    kind : {"staggered", "np1", "np2", "tetrode", "utah"}
+    kind : {"staggered", "np1", "np2", "linear", "polytrode", "tetrode", "utah", "mea"}
         ``"staggered"``: 3 columns, 30 um pitch, middle column shifted by half a pitch.
         ``"np1"``: the first ``num_channels`` contacts of a Neuropixels 1.0 probe.
         ``"np2"``: 2 columns 32 um apart, 15 um rows (a Neuropixels 2.0 layout).
+        ``"linear"``: one column, 25 um pitch.
+        ``"polytrode"``: 4 shanks 250 um apart, each with 2 columns 20 um apart, 25 um rows, the second
+        column shifted by half a row (``num_channels`` must be a multiple of 8).
         ``"tetrode"``: 4 contacts on a 25 um square (``num_channels`` must be 4).
         ``"utah"``: a square grid of 400 um pitch (``num_channels`` must be a square).
+        ``"mea"``: a square grid of 100 um pitch (``num_channels`` must be a square).
     num_channels : int
         Number of contacts.
 
@@ -90,7 +108,7 @@ def make_probe(kind: str, num_channels: int):
     -------
     probeinterface.Probe
     """
-    from probeinterface import generate_multi_columns_probe
+    from probeinterface import generate_linear_probe, generate_multi_columns_probe, generate_multi_shank
     from probeinterface.neuropixels_tools import build_neuropixels_probe
 
     if num_channels < 1:
@@ -111,16 +129,27 @@ def make_probe(kind: str, num_channels: int):
     elif kind == "np2":
         probe = generate_multi_columns_probe(num_columns=2, num_contact_per_column=num_channels // 2, xpitch=32.0,
                                              ypitch=15.0, contact_shapes="square", contact_shape_params={"width": 12})
-    elif kind in ("tetrode", "utah"):
-        side = 2 if kind == "tetrode" else int(round(np.sqrt(num_channels)))
+    elif kind == "linear":
+        probe = generate_linear_probe(num_elec=num_channels, ypitch=25.0, contact_shapes="circle",
+                                      contact_shape_params={"radius": 6})
+    elif kind == "polytrode":
+        if num_channels % 8:
+            raise ValueError(f"a 4-shank polytrode needs a multiple of 8 channels, got {num_channels}")
+        probe = generate_multi_shank(num_shank=4, shank_pitch=[250.0, 0.0], num_columns=2,
+                                     num_contact_per_column=num_channels // 8, xpitch=20.0, ypitch=25.0,
+                                     y_shift_per_column=[0.0, -12.5], contact_shapes="circle",
+                                     contact_shape_params={"radius": 6})
+    elif kind in GRID_PITCH_UM:
+        side = int(round(np.sqrt(num_channels)))
         if side * side != num_channels or (kind == "tetrode" and num_channels != 4):
             raise ValueError(f"a {kind} needs {'4' if kind == 'tetrode' else 'a square number of'} channels, "
                              f"got {num_channels}")
-        pitch = 25.0 if kind == "tetrode" else 400.0
+        pitch = GRID_PITCH_UM[kind]
         probe = generate_multi_columns_probe(num_columns=side, num_contact_per_column=side, xpitch=pitch,
                                              ypitch=pitch, contact_shapes="circle", contact_shape_params={"radius": 6})
     else:
-        raise ValueError(f"unknown probe kind {kind!r}: use 'staggered', 'np1', 'np2', 'tetrode' or 'utah'")
+        raise ValueError(f"unknown probe kind {kind!r}: use 'staggered', 'np1', 'np2', 'linear', 'polytrode', "
+                         "'tetrode', 'utah' or 'mea'")
     probe.set_device_channel_indices(np.arange(num_channels))
     return probe
 

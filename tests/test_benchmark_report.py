@@ -1,10 +1,11 @@
-"""The benchmark report's summary over cases: dlsort against the best peer, and the units it misses."""
+"""The benchmark report: the summary over cases (dlsort against the best peer, the units it misses), the
+generalization table, and rewriting one section in place."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from report import scoreboard_section  # noqa: E402
+from report import NOTES_MARKER, generalization_section, replace_section, scoreboard_section  # noqa: E402
 
 
 def record(case: str, sorter: str, accuracies: dict, wall_time_s: float, miss: str | None = None) -> dict:
@@ -36,3 +37,48 @@ def test_scoreboard_compares_with_the_best_peer_and_lists_units_a_peer_finds(tmp
     assert "curation=false" not in lines
     assert (tmp_path / "benchmark_accuracy_snr.png").stat().st_size > 10_000
     assert (tmp_path / "benchmark_speed.png").stat().st_size > 5_000
+
+
+def run(sorter: str, well: int, accuracy: float, wall_time_s: float = 10.0, status: str = "ok") -> dict:
+    """A generalization run summary with ``well`` of 10 units well detected."""
+    return {"sorter": sorter, "status": status, "wall_time_s": wall_time_s, "num_gt_units": 10,
+            "well_detected": well, "accuracy": accuracy, "dlsort_git": "abc"}
+
+
+def generalization(case: str, shipped: dict, tuned: dict | None, seconds: tuple, peers: list) -> dict:
+    tasks = ("detector", "denoiser")
+    return {"case": case, "command": "python benchmarks/generalization.py", "description": f"probe of {case}",
+            "num_channels": 4, "sampling_frequency": 20000.0, "started_utc": "2026-12-06T00:00:00Z",
+            "fine_tuning": {task: {"seconds": s, "status": "ok" if s else "failed"} for task, s in zip(tasks, seconds)},
+            "shipped": shipped, **({"fine_tuned": tuned} if tuned else {}), "peers": peers}
+
+
+def test_generalization_section_checks_the_issue_targets_per_probe_family():
+    records = [
+        generalization("T20", run("dlsort", 5, 0.90, 5.0), run("dlsort:x", 6, 0.95), (100.0, 30.0),
+                       [run("spykingcircus2", 6, 0.93, 20.0), run("lupin", 6, 0.96), run("tridesclous2", 9, 1.0,
+                                                                                           status="failed")]),
+        generalization("NP2", run("dlsort", 8, 0.85), run("dlsort:x", 8, 0.86), (150.0, 40.0),
+                       [run("spykingcircus2", 7, 0.80)]),
+        generalization("U", run("dlsort", 3, 0.40), None, (50.0, 0.0), []),
+    ]
+    lines = "\n".join(generalization_section(records))
+    # cases in the order of PROBE_FAMILY_CASES, whatever the order of the records
+    assert lines.index("| NP2 |") < lines.index("| T20 |") < lines.index("| U |")
+    assert ("| T20 | probe of T20 | 4 | 20 | 5/10 (0.900) | 6/10 (0.950) | -0.050 | 130 (100 + 30) | "
+            "6/10 (0.960) lupin | 0.25 |") in lines  # the failed peer is not the best one
+    assert "| NP2 | probe of NP2 | 4 | 20 | 8/10 (0.850) | 8/10 (0.860) | -0.010 | 190 (150 + 40) |" in lines
+    assert "| U | probe of U | 4 | 20 | 3/10 (0.400) | — | — | **failed** (denoiser) | — | — |" in lines
+    assert "within 0.03 mean accuracy of fine-tuned ones (or better): 1 of 2 cases" in lines
+    assert "in under 180 s: 1 of 2 cases" in lines
+    assert "at least as many well-detected units as the best peer: 1 of 2 cases" in lines
+
+
+def test_replace_section_rewrites_one_section_and_keeps_the_rest(tmp_path):
+    report = tmp_path / "benchmarks.md"
+    report.write_text(f"# Benchmarks\n\n## A\n\nold a\n\n## B\n\nold b\n\n{NOTES_MARKER}\n\nnotes\n")
+    replace_section(report, ["## A", "", "new a", ""])
+    replace_section(report, ["## C", "", "new c", ""])  # a new section goes before the notes
+    replace_section(report, ["## B", "", "new b", ""])
+    assert report.read_text() == (f"# Benchmarks\n\n## A\n\nnew a\n\n## B\n\nnew b\n\n## C\n\nnew c\n\n"
+                                  f"{NOTES_MARKER}\n\nnotes\n")

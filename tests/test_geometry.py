@@ -33,3 +33,20 @@ def test_probe_families(locations, shanks, family):
 def test_bad_locations_are_refused():
     with pytest.raises(ValueError, match=r"\(num_channels, 2\)"):
         probe_family(np.zeros((0, 2)))
+
+
+def test_the_generalization_cases_cover_every_probe_family_of_issue_8():
+    from dlsort.groundtruth import PROBE_FAMILY_CASES
+
+    families = {}
+    for name, case in PROBE_FAMILY_CASES.items():
+        probe = make_probe(case.probe, case.num_channels)
+        assert probe.get_contact_count() == case.num_channels
+        families[name] = probe_family(probe.contact_positions, probe.shank_ids)
+    assert families == {"N1": "neuropixels-1.0", "NP2": "neuropixels-2.0", "LIN": "linear", "P4": "polytrode",
+                        "T20": "tetrode", "U": "utah", "MEA": "mea"}
+    assert PROBE_FAMILY_CASES["T20"].sampling_frequency == 20_000.0
+    with pytest.raises(ValueError, match="multiple of 8"):
+        make_probe("polytrode", 12)
+    with pytest.raises(ValueError, match="square number"):
+        make_probe("mea", 10)
