@@ -35,14 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import generalization_section, replace_section  # noqa: E402
-from run_benchmark import (  # noqa: E402
-    REPO_ROOT,
-    case_folder,
-    prepare_case,
-    read_record,
-    run_in_subprocess,
-    spec_name,
-)
+from run_benchmark import REPO_ROOT, case_folder, prepare_case, run_or_reuse  # noqa: E402
 
 DEFAULT_PEERS = ["spykingcircus2", "tridesclous2", "lupin"]
 FINE_TUNED_TASKS = {"detector": "detection_model", "denoiser": "denoising_model"}
@@ -87,18 +80,6 @@ def fine_tune(case: str, task: str, workdir: Path, keep_done: bool) -> dict:
     return result
 
 
-def run_sorter_spec(case: str, spec: str, workdir: Path, timeout_s: float, keep_done: bool) -> dict:
-    """The record of ``spec`` on ``case``: run now, or an earlier finished one with ``keep_done``."""
-    stored = read_record(case_folder(workdir, case) / "results" / f"{spec_name(spec)}.json")
-    if keep_done and stored and stored["status"] == "ok":
-        return stored
-    print(f"[{time.strftime('%H:%M:%S')}] case {case}: {spec}", flush=True)
-    record = run_in_subprocess(case, spec, workdir, timeout_s)
-    print(f"    {record['status']} {record.get('wall_time_s', float('nan')):.1f} s {record.get('error', '')}",
-          flush=True)
-    return record
-
-
 def summary_of(record: dict) -> dict:
     """The fields of a result record the generalization table reads."""
     evaluation = record.get("evaluation") or {}
@@ -115,7 +96,7 @@ def run_case(case: str, peers: list[str], workdir: Path, timeout_s: float, keep_
     spec = PROBE_FAMILY_CASES[case]
     print(f"[{time.strftime('%H:%M:%S')}] case {case}: preparing", flush=True)
     prepare_case(case, workdir)
-    shipped = run_sorter_spec(case, "dlsort", workdir, timeout_s, keep_done)
+    shipped = run_or_reuse(case, "dlsort", workdir, timeout_s, keep_done)
     tuned = {task: fine_tune(case, task, workdir, keep_done) for task in FINE_TUNED_TASKS}
     summary = {
         "case": case, "command": command, "description": spec.description, "probe": spec.probe,
@@ -125,8 +106,8 @@ def run_case(case: str, peers: list[str], workdir: Path, timeout_s: float, keep_
     }
     if all(result["status"] == "ok" for result in tuned.values()):
         models = ",".join(f"{FINE_TUNED_TASKS[task]}={result['weights']}" for task, result in tuned.items())
-        summary["fine_tuned"] = summary_of(run_sorter_spec(case, f"dlsort:{models}", workdir, timeout_s, keep_done))
-    summary["peers"] = [summary_of(run_sorter_spec(case, peer, workdir, timeout_s, keep_done)) for peer in peers]
+        summary["fine_tuned"] = summary_of(run_or_reuse(case, f"dlsort:{models}", workdir, timeout_s, keep_done))
+    summary["peers"] = [summary_of(run_or_reuse(case, peer, workdir, timeout_s, keep_done)) for peer in peers]
     path = workdir / "generalization" / f"{case}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1))

@@ -569,6 +569,52 @@ def generalization_section(records: list[dict]) -> list[str]:
     return lines
 
 
+def real_data_section(records: list[dict]) -> list[str]:
+    """The "Real data and hybrids on Neuropixels noise" section from ``benchmarks/real_data.py``'s summaries."""
+    lines = ["## Real data and hybrids on Neuropixels noise", ""]
+    if not records:
+        return lines + ["Not run yet.", ""]
+    runs = [run for record in records for run in record["runs"]]
+    commits = sorted({run["dlsort_git"] for run in runs if run["sorter"] == "dlsort" and run.get("dlsort_git")})
+    starts = sorted(run["started_utc"] for run in runs if run.get("started_utc"))
+    lines += [f"- `{command}`" for command in dict.fromkeys(record["command"] for record in records)]
+    lines += [
+        "",
+        f"dlsort {'; '.join(commits)}, runs started {starts[0] if starts else '—'} to "
+        f"{starts[-1] if starts else '—'} (UTC). Each sorting analysed as `dlsort report` does "
+        "(`dlsort.report.analyze_sorting`: SpikeInterface's quality metrics on the band-passed, common-median "
+        "referenced recording, 500 spikes per unit). Passing: units within the Allen Brain Observatory's criteria "
+        "(ISI violations ratio < 0.5, presence ratio > 0.9, amplitude cutoff < 0.1). Amplitude: the template's "
+        "largest absolute value. Medians over a sorter's units. Well detected: accuracy >= 0.8 against the "
+        "hybrid's ground truth (mean accuracy over its units).",
+        "",
+    ]
+    for record in records:
+        lines += [f"### {record['case']}: {record['description']}", "",
+                  f"{record['num_channels']} channels, {record['duration_s']:.3g} s.", "",
+                  "| sorter | wall time (s) | units | well detected | passing | median amplitude (uV) | "
+                  "median SNR | median ISI violations ratio | median presence ratio | median firing rate (Hz) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        order = {name: i for i, name in enumerate(SORTER_ORDER)}
+        for run in sorted(record["runs"], key=lambda run: order.get(run["sorter"], len(order))):
+            name = f"{run['spec']} {run.get('sorter_version') or ''}".strip()
+            if run["status"] != "ok":
+                lines.append(f"| {name} | — | **{run['status']}**: {one_line(run.get('error') or '', 150)} "
+                             "| — | — | — | — | — | — | — |")
+                continue
+            quality, evaluation = run["quality"], run.get("evaluation")
+            truth = (f"{evaluation['well_detected']}/{evaluation['num_gt_units']} ({evaluation['accuracy']:.3f})"
+                     if evaluation else "—")
+            cells = [name, fmt(run["wall_time_s"], 1), str(quality["units"]), truth,
+                     f"{quality.get('passing_allen', 0)}/{quality['units']}",
+                     fmt(quality.get("median_amplitude_uv"), 1), fmt(quality.get("median_snr"), 1),
+                     fmt(quality.get("median_isi_violations_ratio")), fmt(quality.get("median_presence_ratio")),
+                     fmt(quality.get("median_firing_rate_hz"), 1)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def replace_section(output: Path, section: list[str]) -> None:
     """Rewrite one ``## `` section of the report in place, leaving every other section as it is.
 
@@ -773,6 +819,7 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     features = load_json_files([workdir / "features" / "results.json"])
     lines += features_section(features[0] if features else None)
     lines += generalization_section(load_json_files((workdir / "generalization").glob("*.json")))
+    lines += real_data_section(load_json_files((workdir / "real_data").glob("*.json")))
     lines += [NOTES_MARKER]
     notes = ""
     if output.exists() and NOTES_MARKER in output.read_text():

@@ -41,6 +41,10 @@ class GroundTruthCase:
         In Hz.
     noise_uv : float
         Standard deviation of the generator's noise, in uV.
+    noise_model : {"generator", "neuropixels"}
+        ``"generator"``: SpikeInterface's generator noise; ``"neuropixels"``: a hybrid recording, the
+        generator's spikes on noise with the temporal and spatial correlation of real Neuropixels 1.0
+        noise (``dlsort.training.hybrid``; needs the shared data, 30 kHz only).
     """
 
     name: str
@@ -53,6 +57,7 @@ class GroundTruthCase:
     seed: int = 42
     sampling_frequency: float = SAMPLING_FREQUENCY
     noise_uv: float = 5.0
+    noise_model: str = "generator"
 
 
 BENCHMARK_CASES: dict[str, GroundTruthCase] = {
@@ -83,7 +88,13 @@ PROBE_FAMILY_CASES: dict[str, GroundTruthCase] = {
     "U": GENERALIZATION_CASES["U"],
     "MEA": GroundTruthCase("MEA", "16 x 16 MEA (100 um pitch), 120 units", "mea", 256, 120, 60.0),
 }
-ALL_CASES: dict[str, GroundTruthCase] = {**BENCHMARK_CASES, **GENERALIZATION_CASES, **PROBE_FAMILY_CASES}
+# Hybrid recordings on realistic noise for the real-data benchmark (benchmarks/real_data.py).
+HYBRID_CASES: dict[str, GroundTruthCase] = {
+    "HN": GroundTruthCase("HN", "64 ch of Neuropixels 1.0, 40 units, on noise with real Neuropixels 1.0 statistics "
+                          "(IBL, 5 uV rms)", "np1", 64, 40, 60.0, noise_model="neuropixels"),
+}
+ALL_CASES: dict[str, GroundTruthCase] = {**BENCHMARK_CASES, **GENERALIZATION_CASES, **PROBE_FAMILY_CASES,
+                                         **HYBRID_CASES}
 
 
 def make_probe(kind: str, num_channels: int):
@@ -172,6 +183,16 @@ def generate_case(case: GroundTruthCase):
         The ground truth.
     """
     probe = make_probe(case.probe, case.num_channels)
+    if case.noise_model == "neuropixels":
+        from dlsort.training.hybrid import hybrid_recording
+
+        if case.drift_um > 0 or case.sampling_frequency != SAMPLING_FREQUENCY:
+            raise ValueError(f"case {case.name}: hybrid recordings are static and sampled at 30 kHz")
+        hybrid = hybrid_recording(probe, case.num_units, case.duration_s, case.noise_uv, seed=case.seed)
+        return hybrid.recording, hybrid.sorting
+    if case.noise_model != "generator":
+        raise ValueError(f"case {case.name}: unknown noise_model {case.noise_model!r}: use 'generator' or "
+                         "'neuropixels'")
     if case.drift_um > 0:
         return _generate_drifting(case, probe)
     return generate_static(probe, case.num_units, case.duration_s, case.sampling_frequency, case.noise_uv, case.seed)

@@ -202,7 +202,8 @@ def quality_table(analyzer):
     Returns
     -------
     pandas.DataFrame
-        Indexed by unit id; columns ``num_spikes``, ``x_um``, ``y_um``, ``main_channel``, then the
+        Indexed by unit id; columns ``num_spikes``, ``x_um``, ``y_um``, ``main_channel``, ``amplitude_uv``
+        (the template's largest absolute value, in uV when the recording is in uV or has gains), then the
         metrics' columns (``snr``, ``isi_violations_ratio``, ``presence_ratio``, ``firing_rate``,
         ``amplitude_cutoff``, ...), then ``flags`` (the ``ALLEN_CRITERIA`` a unit fails, comma-separated).
     """
@@ -217,6 +218,7 @@ def quality_table(analyzer):
             "x_um": locations[:, 0],
             "y_um": locations[:, 1],
             "main_channel": analyzer.channel_ids[np.abs(templates).max(axis=1).argmax(axis=1)],
+            "amplitude_uv": np.abs(templates).max(axis=(1, 2)),
         },
         index=pd.Index(analyzer.unit_ids, name="unit_id"),
     )
@@ -451,8 +453,8 @@ def _write_html(output: Path, title: str, sorted_output: SorterOutput, table) ->
 
 def _metrics_table(table) -> str:
     """The metrics as an HTML table, unit ids linking to their figures."""
-    columns = ["num_spikes", "x_um", "y_um", "main_channel", "snr", "firing_rate", "isi_violations_ratio",
-               "presence_ratio", "amplitude_cutoff", "flags"]
+    columns = ["num_spikes", "x_um", "y_um", "main_channel", "amplitude_uv", "snr", "firing_rate",
+               "isi_violations_ratio", "presence_ratio", "amplitude_cutoff", "flags"]
     rows = ["<table><tr><th>unit</th>" + "".join(f"<th>{column}</th>" for column in columns) + "</tr>"]
     for unit_id, row in table.iterrows():
         cells = "".join(f"<td>{html.escape(_format_cell(row.get(column)))}</td>" for column in columns)

@@ -82,3 +82,21 @@ def test_replace_section_rewrites_one_section_and_keeps_the_rest(tmp_path):
     replace_section(report, ["## B", "", "new b", ""])
     assert report.read_text() == (f"# Benchmarks\n\n## A\n\nnew a\n\n## B\n\nnew b\n\n## C\n\nnew c\n\n"
                                   f"{NOTES_MARKER}\n\nnotes\n")
+
+
+def test_real_data_section_reports_quality_beside_the_peers_and_failures():
+    from report import real_data_section
+
+    quality = {"units": 4, "passing_allen": 3, "median_amplitude_uv": 80.0, "median_snr": 9.0,
+               "median_isi_violations_ratio": 0.0, "median_presence_ratio": 1.0, "median_firing_rate_hz": 5.0}
+    record = {"case": "HN", "command": "python benchmarks/real_data.py", "description": "a hybrid",
+              "num_channels": 64, "duration_s": 60.0, "runs": [
+                  {"sorter": "lupin", "spec": "lupin", "status": "failed", "error": "Boom: no"},
+                  {"sorter": "dlsort", "spec": "dlsort", "status": "ok", "wall_time_s": 12.0, "sorter_version": "0.1",
+                   "dlsort_git": "abc", "started_utc": "2026-12-06T00:00:00Z", "quality": quality,
+                   "evaluation": {"num_gt_units": 5, "well_detected": 4, "accuracy": 0.8}}]}
+    lines = real_data_section([record])
+    table = [line for line in lines if line.startswith("| ")]
+    assert table[1] == "| dlsort 0.1 | 12.0 | 4 | 4/5 (0.800) | 3/4 | 80.0 | 9.0 | 0.00 | 1.00 | 5.0 |"
+    assert table[2].startswith("| lupin | — | **failed**: Boom: no |")  # dlsort first, whatever the record order
+    assert "### HN: a hybrid" in lines and "dlsort abc, runs started 2026-12-06T00:00:00Z" in "\n".join(lines)

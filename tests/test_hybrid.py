@@ -40,3 +40,21 @@ def test_neuropixels_noise_has_the_level_asked_and_correlates_near_channels_more
     assert near > far + 0.05
     lag_one = np.mean([np.corrcoef(channel[1:], channel[:-1])[0, 1] for channel in noise.T])
     assert lag_one > 0.1  # temporally correlated, unlike white noise
+
+
+@pytest.mark.skipif(not (shared_data_dir() / "ibl_np1_noise_spatial_sqrtcov_384.npy").exists(),
+                    reason="the shared Neuropixels noise statistics are absent (set DLSORT_SHARED_DATA)")
+def test_a_hybrid_case_puts_the_generators_spikes_on_neuropixels_noise():
+    from dataclasses import replace
+
+    from dlsort.groundtruth import HYBRID_CASES, generate_case, generate_static
+
+    case = replace(HYBRID_CASES["HN"], num_channels=16, num_units=4, duration_s=2.0)
+    recording, sorting = generate_case(case)
+    clean, _ = generate_static(make_probe("np1", 16), 4, 2.0, FS, 0.0, case.seed)
+    noise = recording.get_traces() - clean.get_traces()
+    np.testing.assert_allclose(noise.std(axis=0), case.noise_uv, rtol=1e-3)
+    assert np.mean([np.corrcoef(channel[1:], channel[:-1])[0, 1] for channel in noise.T]) > 0.1  # not white
+    assert sorting.get_num_units() == 4 and recording.get_num_channels() == 16
+    with pytest.raises(ValueError, match="30 kHz"):
+        generate_case(replace(case, sampling_frequency=20_000.0))

@@ -48,6 +48,9 @@ def test_metrics_flag_a_merged_unit_and_a_unit_that_stops(accuracy_case):
     assert rho >= 0.9, (true_units["snr"].tolist(), rho)
     probe_y = recording.get_channel_locations()[:, 1]
     assert true_units["y_um"].between(probe_y.min() - 50, probe_y.max() + 50).all()
+    # the amplitude is the SNR's numerator: over units with the same noise level, their ratio is that level (uV)
+    noise_uv = true_units["amplitude_uv"] / true_units["snr"]
+    assert noise_uv.std() < 0.1 * noise_uv.mean() and 2.0 < noise_uv.mean() < 6.0, noise_uv.tolist()
 
 
 def test_report_command_writes_every_unit(sorted_tiny, tmp_path, capsys):
