@@ -53,7 +53,15 @@ PARAMETERS: dict[str, Parameter] = {
     "freq_max": Parameter(
         6000.0, "Low-pass corner of the band-pass filter (Hz), clipped below Nyquist.", float, low=10.0
     ),
-    "common_reference": Parameter(True, "Subtract the common median across channels.", bool),
+    "common_reference": Parameter(
+        "auto",
+        "Subtract the common median across channels: True, False, or 'auto' (unless the probe is so compact that a "
+        "spike reaches half of its channels within 50 um, as on a tetrode, where the median is the spike itself). "
+        "'auto' since the generalization benchmark: on the tetrode case T20 the median erased units (docs/"
+        "benchmarks.md); every other benchmark probe resolves to True, as before.",
+        (bool, str),
+        choices=(True, False, "auto"),
+    ),
     "motion_correction": Parameter(
         "auto",
         "SpikeInterface motion-correction preset applied after filtering, None, or 'auto' (dredge_fast on probes "

@@ -25,7 +25,7 @@ from dlsort.denoising import make_denoiser
 from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
 from dlsort.matching import match_templates, should_whiten, whiten_for_matching
-from dlsort.preprocessing import estimated_drift_um, preprocess, resolve_motion_correction
+from dlsort.preprocessing import estimated_drift_um, preprocess, resolve_common_reference, resolve_motion_correction
 from dlsort.spike_encoder import make_spike_encoder
 from dlsort.templates import (
     RefractoryCheck,
@@ -54,6 +54,8 @@ class PipelineResult:
         Peaks detected.
     motion_correction : str or None
         The motion-correction preset applied (``"auto"`` resolved).
+    common_referenced : bool
+        Whether the common median was subtracted (``common_reference``, ``"auto"`` resolved).
     estimated_drift_um : float or None
         Peak-to-peak drift the motion correction estimated (None without motion correction).
     matching_whitened : bool
@@ -66,6 +68,7 @@ class PipelineResult:
     templates: Templates
     num_peaks: int
     motion_correction: str | None
+    common_referenced: bool = True
     estimated_drift_um: float | None = None
     matching_whitened: bool = False
     models: list[dict] = field(default_factory=list)
@@ -126,12 +129,13 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     p = params
     seed = p["seed"]
     motion_preset = resolve_motion_correction(recording, p["motion_correction"])
+    referenced = resolve_common_reference(recording, p["common_reference"])
     device = resolve_device(p["device"])
     rec = preprocess(
         recording,
         freq_min=p["freq_min"],
         freq_max=p["freq_max"],
-        common_reference=p["common_reference"],
+        common_reference=referenced,
         motion_correction=motion_preset,
         job_kwargs=job_kwargs,
         deepinterpolation_model=p["deepinterpolation_model"],
@@ -256,7 +260,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
     return PipelineResult(
         sorting=sorting, templates=templates, num_peaks=num_peaks, motion_correction=motion_preset,
-        estimated_drift_um=drift_um, matching_whitened=whitened,
+        common_referenced=referenced,        estimated_drift_um=drift_um, matching_whitened=whitened,
         models=[*interpolation_models(p["deepinterpolation_model"]), *detection_models, *denoiser.models,
                 *(encoder.models if encoder is not None else [])],
     )

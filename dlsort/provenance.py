@@ -18,6 +18,7 @@ def build_provenance(
     container_startup: dict | None = None,
     estimated_drift_um: float | None = None,
     matching_whitened: bool = False,
+    common_referenced: bool = True,
 ) -> dict:
     """Assemble the provenance record of one sort.
 
@@ -39,6 +40,8 @@ def build_provenance(
         Peak-to-peak drift estimated by the motion correction (None without it).
     matching_whitened : bool, default: False
         Whether template matching ran on the whitened recording.
+    common_referenced : bool, default: True
+        Whether the common median was subtracted (``common_reference`` resolved).
 
     Returns
     -------
@@ -61,6 +64,7 @@ def build_provenance(
         "parameters": params,
         "models": models,
         "motion_correction_applied": motion_correction,
+        "common_reference_applied": bool(common_referenced),
         "estimated_drift_um": estimated_drift_um,
         "matching_whitened": bool(matching_whitened),
         "num_peaks": int(num_peaks),

@@ -130,6 +130,7 @@ class DlsortSorter(BaseSorter):
             startup,
             result.estimated_drift_um,
             result.matching_whitened,
+            result.common_referenced,
         )
         write_provenance(sorter_output_folder.parent, provenance)
 

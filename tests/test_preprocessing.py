@@ -4,7 +4,7 @@ from spikeinterface.core import NumpyRecording
 
 from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
-from dlsort.preprocessing import MOTION_PRESETS, preprocess, resolve_motion_correction
+from dlsort.preprocessing import MOTION_PRESETS, preprocess, resolve_common_reference, resolve_motion_correction
 from dlsort.preprocessing.standard import BOUNDED_MOTION_ESTIMATION
 
 
@@ -22,6 +22,31 @@ def test_auto_motion_correction_only_on_shank_like_probes():
     assert resolve_motion_correction(_recording("np1", 64), "rigid_fast") == "rigid_fast"
     with pytest.raises(DlsortInputError, match="motion_correction='bogus'"):
         resolve_motion_correction(_recording("np1", 64), "bogus")
+
+
+def test_auto_common_reference_spares_probes_where_a_spike_reaches_most_channels():
+    for kind, channels in (("np1", 64), ("staggered", 32), ("np2", 64), ("polytrode", 64), ("utah", 100)):
+        assert resolve_common_reference(_recording(kind, channels), "auto"), kind
+    assert not resolve_common_reference(_recording("tetrode", 4), "auto")
+    assert resolve_common_reference(_recording("tetrode", 4), True) and not resolve_common_reference(
+        _recording("np1", 64), False)
+    with pytest.raises(DlsortInputError, match="common_reference='local'"):
+        resolve_common_reference(_recording("np1", 8), "local")
+
+
+def test_a_tetrode_keeps_its_spikes_with_the_automatic_reference():
+    """A spike seen on all four contacts of a tetrode: the median across them would be the spike itself."""
+    recording = _recording("tetrode", 4)
+    traces = recording.get_traces()
+    spike = -60.0 * np.exp(-0.5 * ((np.arange(60) - 30) / 4.0) ** 2)
+    for start in range(1_000, 29_000, 2_000):
+        traces[start:start + 60] += spike[:, None] * np.array([1.0, 0.9, 0.8, 0.7])
+    spiky = NumpyRecording([traces], 30_000.0)
+    spiky.set_probe(recording.get_probe(), in_place=True)
+    troughs = {reference: -preprocess(spiky, common_reference=reference).get_traces().min(axis=0)
+               for reference in ("auto", True)}
+    assert np.all(troughs["auto"] > 20.0)  # the band-passed spike, on every contact
+    assert np.all(troughs[True] < 0.5 * troughs["auto"])  # what the median would have left
 
 
 def test_filter_corners_are_checked():

@@ -42,6 +42,8 @@ def test_output_folder_holds_sorting_templates_and_provenance(tiny_recording, tm
                                     for entry in shipped]
     assert provenance["container_startup"] is None  # not in an image
     assert provenance["motion_correction_applied"] is None  # 8 channels: "auto" applies none
+    # 8 contacts within 90 x 60 um: a spike reaches most of them, so "auto" leaves the median in
+    assert provenance["common_reference_applied"] is False
     assert provenance["num_units"] == len(sorting.unit_ids)
     templates = np.load(folder / "sorter_output" / "templates.npy")
     assert templates.shape[0] == len(sorting.unit_ids)

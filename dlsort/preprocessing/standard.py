@@ -10,6 +10,8 @@ from dlsort.errors import check_choice
 
 MOTION_PRESETS = ("dredge_fast", "nonrigid_fast_and_accurate", "rigid_fast", "kilosort_like")
 AUTO_MOTION_PRESET = "dredge_fast"
+# Contacts within this distance of a spike's main contact still carry a large part of its amplitude.
+SPIKE_REACH_UM = 50.0
 # DREDge's default "full" batching cross-correlates every pair of time bins of the whole recording, so its
 # memory grows with the square of the recording length (dlsort's main process reached 1.2 GiB on 20 min of
 # 64 channels). "online" batching registers consecutive chunks of ``chunk_len_s`` time bins (1 s bins for
@@ -46,11 +48,42 @@ def resolve_motion_correction(recording, motion_correction: str | None) -> str |
     return AUTO_MOTION_PRESET if shank_like else None
 
 
+def resolve_common_reference(recording, common_reference: bool | str) -> bool:
+    """Whether to subtract the common median: ``"auto"`` does so unless one spike reaches most channels.
+
+    The median across channels stands for the shared noise only while most channels carry no spike
+    at that moment. On a tetrode, or any probe so compact that a spike reaches most contacts, the
+    median is the spike itself and subtracting it erases it. ``"auto"`` references when the median
+    contact has fewer than half of the probe's channels within ``SPIKE_REACH_UM`` (itself included),
+    and never with fewer than 3 channels.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        With channel locations.
+    common_reference : bool or "auto"
+
+    Returns
+    -------
+    bool
+    """
+    from scipy.spatial import cKDTree
+
+    check_choice("common_reference", common_reference, (True, False, "auto"))
+    if not common_reference or recording.get_num_channels() < 3:
+        return False
+    if common_reference != "auto":
+        return True
+    locations = recording.get_channel_locations()
+    reached = cKDTree(locations).query_ball_point(locations, SPIKE_REACH_UM, return_length=True)
+    return bool(np.median(reached) < len(locations) / 2)
+
+
 def preprocess(
     recording,
     freq_min: float = 300.0,
     freq_max: float = 6000.0,
-    common_reference: bool = True,
+    common_reference: bool | str = True,
     motion_correction: str | None = None,
     job_kwargs: dict | None = None,
     deepinterpolation_model: str | Path | None = None,
@@ -65,8 +98,9 @@ def preprocess(
         Raw (or already filtered) recording with a probe.
     freq_min, freq_max : float, default: 300, 6000
         Band-pass corners in Hz; ``freq_max`` is clipped below Nyquist.
-    common_reference : bool, default: True
-        Subtract the median across channels at every sample (needs >= 3 channels to act).
+    common_reference : bool or "auto", default: True
+        Subtract the median across channels at every sample (needs >= 3 channels to act); ``"auto"``:
+        only where a spike reaches fewer than half of the channels (``resolve_common_reference``).
     motion_correction : str or None, default: None
         A SpikeInterface ``correct_motion`` preset (one of ``MOTION_PRESETS``), ``"auto"``
         (see ``resolve_motion_correction``) or None. The DREDge presets run in SpikeInterface's online
@@ -97,7 +131,7 @@ def preprocess(
     if freq_max <= freq_min:
         raise ValueError(f"freq_max={freq_max} Hz must exceed freq_min={freq_min} Hz")
     out = spre.bandpass_filter(recording, freq_min=freq_min, freq_max=freq_max, dtype="float32")
-    if common_reference and recording.get_num_channels() >= 3:
+    if resolve_common_reference(recording, common_reference):
         out = spre.common_reference(out, reference="global", operator="median")
     if deepinterpolation_model is not None:
         from dlsort.preprocessing.deepinterpolation import deepinterpolate
