@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import real_data_section, replace_section  # noqa: E402
+from report import real_data_section, rewrite_section_from  # noqa: E402
 from run_benchmark import (  # noqa: E402
     N_JOBS,
     REPO_ROOT,
@@ -143,14 +143,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--timeout-s", type=float, default=900.0)
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the section from stored results")
     parser.add_argument("--keep-done", action="store_true", help="reuse finished runs already in the work directory")
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
     command = "python benchmarks/real_data.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    for case in args.cases:
+    for case in [] if args.report_only else args.cases:
         run_case(case, args.sorters, workdir, args.timeout_s, args.keep_done, command)
-        records = [json.loads(path.read_text()) for path in sorted((workdir / "real_data").glob("*.json"))]
-        replace_section(args.output, real_data_section(records))
+        rewrite_section_from(workdir, "real_data", args.output, real_data_section)
+    rewrite_section_from(workdir, "real_data", args.output, real_data_section)
+
 
 
 if __name__ == "__main__":

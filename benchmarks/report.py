@@ -550,7 +550,7 @@ def generalization_section(records: list[dict]) -> list[str]:
         cells = [
             record["case"], record["description"], str(record["num_channels"]),
             f"{record['sampling_frequency'] / 1000:g}", _units_cell(shipped), _units_cell(tuned),
-            "—" if gap is None else f"{gap:+.3f}",
+            "—" if gap is None else f"{round(gap, 3) + 0.0:+.3f}",  # + 0.0: no "-0.000"
             f"**failed** ({', '.join(failed)})" if failed else
             f"{seconds:.0f} ({' + '.join(format(result['seconds'], '.0f') for result in tuning.values())})",
             f"{_units_cell(best)} {best['sorter']}" if best else "—",
@@ -613,6 +613,22 @@ def real_data_section(records: list[dict]) -> list[str]:
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
+
+
+def rewrite_section_from(workdir: Path, folder: str, output: Path, section) -> None:
+    """Rewrite one section of ``output`` in place from the JSON summaries in ``<workdir>/<folder>``.
+
+    Parameters
+    ----------
+    workdir : Path
+    folder : str
+        Sub-folder of the work directory holding one summary per case.
+    output : Path
+        The markdown report.
+    section : callable
+        Builds the section's lines from the list of summaries (e.g. ``generalization_section``).
+    """
+    replace_section(output, section(load_json_files((Path(workdir) / folder).glob("*.json"))))
 
 
 def replace_section(output: Path, section: list[str]) -> None:
