@@ -19,6 +19,7 @@ from dlsort.features import FEATURE_METHODS
 from dlsort.matching import MATCHING_METHODS, WHITENING_MODES
 from dlsort.neural_detection import DEFAULT_CANDIDATE_THRESHOLD, DEFAULT_DETECTOR, DETECTION_MODES
 from dlsort.preprocessing import MOTION_PRESETS
+from dlsort.preprocessing.cache import CACHE_MODES
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,15 @@ PARAMETERS: dict[str, Parameter] = {
         "drifting case D (35 -> 31) (docs/benchmarks.md).",
         str,
         choices=WHITENING_MODES,
+    ),
+    "cache_preprocessing": Parameter(
+        "auto",
+        "Compute the preprocessed traces once into shared memory for the sorter's passes (detection, features, "
+        "templates, matching) instead of filtering, referencing and motion-interpolating them again in each: 'auto' "
+        "(when they take at most a quarter of the available memory) or 'none'. The traces are the same either way, "
+        "up to float32 rounding where chunks meet.",
+        str,
+        choices=CACHE_MODES,
     ),
     "device": Parameter(
         "auto", "Device of the neural stages: 'auto', 'cpu' or 'cuda'.", str, choices=("auto", "cpu", "cuda")

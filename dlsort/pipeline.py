@@ -26,6 +26,7 @@ from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
 from dlsort.matching import match_templates, should_whiten, whiten_for_matching
 from dlsort.preprocessing import estimated_drift_um, preprocess, resolve_common_reference, resolve_motion_correction
+from dlsort.preprocessing.cache import cache_preprocessed
 from dlsort.spike_encoder import make_spike_encoder
 from dlsort.templates import (
     RefractoryCheck,
@@ -56,6 +57,8 @@ class PipelineResult:
         The motion-correction preset applied (``"auto"`` resolved).
     common_referenced : bool
         Whether the common median was subtracted (``common_reference``, ``"auto"`` resolved).
+    preprocessing_cached : bool
+        Whether the preprocessed traces were computed once into shared memory (``cache_preprocessing``).
     estimated_drift_um : float or None
         Peak-to-peak drift the motion correction estimated (None without motion correction).
     matching_whitened : bool
@@ -69,6 +72,7 @@ class PipelineResult:
     num_peaks: int
     motion_correction: str | None
     common_referenced: bool = True
+    preprocessing_cached: bool = False
     estimated_drift_um: float | None = None
     matching_whitened: bool = False
     models: list[dict] = field(default_factory=list)
@@ -142,6 +146,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         device=device,
         scratch_folder=scratch_folder,
     )
+    drift_um = estimated_drift_um(rec)  # read from the lazy motion-corrected recording, before any cache
+    rec, cached = cache_preprocessed(rec, p["cache_preprocessing"], job_kwargs)
     noise_levels = get_noise_levels(
         rec,
         return_in_uV=False,
@@ -167,7 +173,6 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     )
     logger.info("%d peaks", len(peaks))
     matching = p["matching_method"]
-    drift_um = estimated_drift_um(rec)
     whitened = matching != "none" and should_whiten(p["matching_whitening"], drift_um)
     cap = None if matching == "none" else p["clustering_max_spikes_per_channel"]
     sampled = peaks[sample_peaks_per_channel(peaks, cap, seed)]
@@ -260,7 +265,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
     return PipelineResult(
         sorting=sorting, templates=templates, num_peaks=num_peaks, motion_correction=motion_preset,
-        common_referenced=referenced,        estimated_drift_um=drift_um, matching_whitened=whitened,
+        common_referenced=referenced, preprocessing_cached=cached, estimated_drift_um=drift_um,
+        matching_whitened=whitened,
         models=[*interpolation_models(p["deepinterpolation_model"]), *detection_models, *denoiser.models,
                 *(encoder.models if encoder is not None else [])],
     )

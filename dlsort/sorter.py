@@ -131,6 +131,7 @@ class DlsortSorter(BaseSorter):
             result.estimated_drift_um,
             result.matching_whitened,
             result.common_referenced,
+            result.preprocessing_cached,
         )
         write_provenance(sorter_output_folder.parent, provenance)
 

@@ -77,3 +77,22 @@ def test_motion_corrected_recording_keeps_its_shape(accuracy_case, monkeypatch):
     # a static recording: the correction must not wreck the signal (most of its variance survives)
     plain = preprocess(recording).get_traces(start_frame=300_000, end_frame=330_000)
     assert np.corrcoef(plain.ravel(), traces.ravel())[0, 1] > 0.8
+
+
+def test_preprocessed_traces_are_cached_in_shared_memory_only_when_they_fit(monkeypatch):
+    from dlsort.preprocessing import cache
+
+    lazy = preprocess(_recording("staggered", 8, seconds=3.0))
+    cached, used = cache.cache_preprocessed(lazy, "auto", {"n_jobs": 2, "chunk_duration": "0.7s"})
+    assert used and type(cached).__name__ == "SharedMemoryRecording"
+    # the same float32 traces as the lazy chain computes them, up to rounding at other chunk edges
+    np.testing.assert_allclose(cached.get_traces(), lazy.get_traces(), atol=1e-3 * lazy.get_traces().std())
+    assert cached.get_channel_locations().tolist() == lazy.get_channel_locations().tolist()
+    assert cache.cache_preprocessed(lazy, "none") == (lazy, False)
+    assert cache.available_memory_bytes() > 0  # Linux: /proc/meminfo
+    monkeypatch.setattr(cache, "available_memory_bytes", lambda: 3 * lazy.get_total_memory_size())
+    assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)  # over a quarter of what is available
+    monkeypatch.setattr(cache, "available_memory_bytes", lambda: None)
+    assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)
+    with pytest.raises(DlsortInputError, match="cache_preprocessing='always'"):
+        cache.cache_preprocessed(lazy, "always")

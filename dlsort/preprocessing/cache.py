@@ -1,0 +1,79 @@
+"""Keeping the preprocessed traces in shared memory for the sorter's passes over the recording.
+
+The sorter reads the preprocessed recording several times (peak detection, features, templates,
+template matching); a lazy recording filters, references and motion-interpolates every chunk
+again in each pass. When the traces fit comfortably in memory they are computed once into a
+shared-memory buffer that the parallel workers read directly. The values are the same float32
+traces either way, so results do not depend on whether the cache was used.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from dlsort.errors import check_choice
+
+logger = logging.getLogger("dlsort")
+
+CACHE_MODES = ("auto", "none")
+# The cache may take at most this fraction of the memory still available, so that the passes, their
+# workers and the other programs on the machine keep the rest.
+MEMORY_FRACTION = 0.25
+
+
+def available_memory_bytes() -> int | None:
+    """Memory still available to this process: ``MemAvailable``, capped by a cgroup v2 limit.
+
+    Returns
+    -------
+    int or None
+        In bytes; None where neither ``/proc/meminfo`` nor a cgroup limit can be read (not Linux).
+    """
+    available = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            room = int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+            available = room if available is None else min(available, room)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def cache_preprocessed(recording, mode: str, job_kwargs: dict | None = None):
+    """The preprocessed recording computed once into shared memory, when ``mode`` allows and it fits.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        The lazy preprocessed recording.
+    mode : {"auto", "none"}
+        ``"auto"``: cache when the float32 traces take at most ``MEMORY_FRACTION`` of the available
+        memory (``available_memory_bytes``; never where that is unknown); ``"none"``: never.
+    job_kwargs : dict or None
+        SpikeInterface job kwargs for computing the traces (``n_jobs``, ``progress_bar``, ...).
+
+    Returns
+    -------
+    recording : BaseRecording
+        A ``SharedMemoryRecording`` holding the same traces, or ``recording`` itself.
+    cached : bool
+    """
+    check_choice("cache_preprocessing", mode, CACHE_MODES)
+    if mode == "none":
+        return recording, False
+    size = recording.get_total_memory_size()
+    available = available_memory_bytes()
+    if available is None or size > MEMORY_FRACTION * available:
+        logger.info("preprocessed traces (%.1f GiB) not cached: over %g of the available memory (%s)", size / 2**30,
+                    MEMORY_FRACTION, "unknown" if available is None else f"{available / 2**30:.1f} GiB")
+        return recording, False
+    logger.info("caching the preprocessed traces in shared memory (%.1f GiB)", size / 2**30)
+    return recording.save(format="memory", sharedmem=True, **dict(job_kwargs or {})), True
