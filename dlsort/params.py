@@ -276,7 +276,7 @@ PARAMETERS: dict[str, Parameter] = {
         "auto",
         "Compute the preprocessed traces once into shared memory for the sorter's passes (detection, features, "
         "templates, matching) instead of filtering, referencing and motion-interpolating them again in each: 'auto' "
-        "(when they take at most a quarter of the available memory) or 'none'. The traces are the same either way, "
+        "(when they take at most a quarter of the available memory and fit in /dev/shm) or 'none'. The traces are the same either way, "
         "up to float32 rounding where chunks meet.",
         str,
         choices=CACHE_MODES,

@@ -94,5 +94,8 @@ def test_preprocessed_traces_are_cached_in_shared_memory_only_when_they_fit(monk
     assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)  # over a quarter of what is available
     monkeypatch.setattr(cache, "available_memory_bytes", lambda: None)
     assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)
+    monkeypatch.setattr(cache, "available_memory_bytes", lambda: 100 * lazy.get_total_memory_size())
+    monkeypatch.setattr(cache, "shared_memory_room_bytes", lambda: lazy.get_total_memory_size())
+    assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)  # /dev/shm too small (a Docker container)
     with pytest.raises(DlsortInputError, match="cache_preprocessing='always'"):
         cache.cache_preprocessed(lazy, "always")

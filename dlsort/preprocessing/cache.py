@@ -10,6 +10,7 @@ traces either way, so results do not depend on whether the cache was used.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from dlsort.errors import check_choice
@@ -47,6 +48,21 @@ def available_memory_bytes() -> int | None:
     return available
 
 
+def shared_memory_room_bytes() -> int | None:
+    """Free space of ``/dev/shm``, where shared memory lives (64 MiB by default in a Docker container).
+
+    Returns
+    -------
+    int or None
+        In bytes; None where there is no ``/dev/shm``.
+    """
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
 def cache_preprocessed(recording, mode: str, job_kwargs: dict | None = None):
     """The preprocessed recording computed once into shared memory, when ``mode`` allows and it fits.
 
@@ -56,7 +72,8 @@ def cache_preprocessed(recording, mode: str, job_kwargs: dict | None = None):
         The lazy preprocessed recording.
     mode : {"auto", "none"}
         ``"auto"``: cache when the float32 traces take at most ``MEMORY_FRACTION`` of the available
-        memory (``available_memory_bytes``; never where that is unknown); ``"none"``: never.
+        memory (``available_memory_bytes``) and fit in the free space of ``/dev/shm`` with 10 % to
+        spare (never where either is unknown); ``"none"``: never.
     job_kwargs : dict or None
         SpikeInterface job kwargs for computing the traces (``n_jobs``, ``progress_bar``, ...).
 
@@ -70,10 +87,11 @@ def cache_preprocessed(recording, mode: str, job_kwargs: dict | None = None):
     if mode == "none":
         return recording, False
     size = recording.get_total_memory_size()
-    available = available_memory_bytes()
-    if available is None or size > MEMORY_FRACTION * available:
-        logger.info("preprocessed traces (%.1f GiB) not cached: over %g of the available memory (%s)", size / 2**30,
-                    MEMORY_FRACTION, "unknown" if available is None else f"{available / 2**30:.1f} GiB")
+    available, room = available_memory_bytes(), shared_memory_room_bytes()
+    if available is None or room is None or size > min(MEMORY_FRACTION * available, 0.9 * room):
+        logger.info("preprocessed traces (%.2f GiB) not cached: available memory %s, free in /dev/shm %s",
+                    size / 2**30, *("unknown" if value is None else f"{value / 2**30:.2f} GiB"
+                                    for value in (available, room)))
         return recording, False
     logger.info("caching the preprocessed traces in shared memory (%.1f GiB)", size / 2**30)
     return recording.save(format="memory", sharedmem=True, **dict(job_kwargs or {})), True
