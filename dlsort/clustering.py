@@ -33,15 +33,14 @@ import numpy as np
 from dlsort.errors import check_choice
 from dlsort.features import PeakFeatures
 
-CLUSTERING_METHODS = ("hdbscan",)
+# "hdbscan": the hdbscan package; "sklearn-hdbscan": scikit-learn's implementation of the same algorithm.
+CLUSTERING_METHODS = ("hdbscan", "sklearn-hdbscan")
 # Peaks this close to a tile are clustered with it: a unit's peaks are located within a few tens of um
 # of its centre, so a unit whose median lies in the tile is whole in its tile's clustering.
 REGION_MARGIN_UM = 100.0
 
 
-def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int) -> np.ndarray:
-    import hdbscan
-
+def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int, method: str = "hdbscan") -> np.ndarray:
     if len(points) < 2 * min_cluster_size:
         return np.zeros(len(points), dtype="int64")
     # core_dist_n_jobs=1: hdbscan's default starts 4 worker processes (~160 MiB each) that stay
@@ -49,9 +48,17 @@ def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int) -> np.
     for single in (False, True):
         # HDBSCAN never returns its root as a cluster unless allowed: points that form one unit (a tile
         # holding a single unit) come back all noise, so that case is re-run allowing one cluster.
-        clusterer = hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples,
-                                    cluster_selection_method="eom", allow_single_cluster=single, core_dist_n_jobs=1)
-        labels = clusterer.fit_predict(points).astype("int64")
+        settings = dict(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="eom",
+                        allow_single_cluster=single)
+        if method == "hdbscan":
+            import hdbscan
+
+            clusterer = hdbscan.HDBSCAN(**settings, core_dist_n_jobs=1)
+        else:
+            from sklearn.cluster import HDBSCAN
+
+            clusterer = HDBSCAN(**settings, n_jobs=1)
+        labels = np.maximum(clusterer.fit_predict(points).astype("int64"), -1)  # scikit-learn's -2, -3: noise
         if np.any(labels >= 0):
             break
     return labels
@@ -139,7 +146,8 @@ def spatial_regions(locations: np.ndarray, region_um: float,
 
 
 def _regional_hdbscan(points: np.ndarray, locations: np.ndarray, region_um: float, min_cluster_size: int,
-                      min_samples: int, extra: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+                      min_samples: int, extra: Callable[[np.ndarray], np.ndarray] | None = None,
+                      method: str = "hdbscan") -> np.ndarray:
     """HDBSCAN labels of ``points`` clustered tile by tile (see the module docstring).
 
     ``extra(members)``, when given, returns more features of the points at ``members``, computed
@@ -147,7 +155,7 @@ def _regional_hdbscan(points: np.ndarray, locations: np.ndarray, region_um: floa
     """
     def clustered(members: np.ndarray) -> np.ndarray:
         chosen = points[members] if extra is None else np.concatenate([points[members], extra(members)], axis=1)
-        return _hdbscan(chosen, min_cluster_size, min_samples)
+        return _hdbscan(chosen, min_cluster_size, min_samples, method)
 
     tiling, regions = spatial_regions(locations, region_um)
     if len(regions) == 1:
@@ -222,7 +230,8 @@ def cluster(
         Features of ``peaks`` (same order).
     peaks : np.ndarray
         SpikeInterface peak array.
-    method : {"hdbscan"}, default: "hdbscan"
+    method : {"hdbscan", "sklearn-hdbscan"}, default: "hdbscan"
+        The HDBSCAN implementation: the hdbscan package or scikit-learn's.
     min_cluster_size : int, default: 20
         HDBSCAN's smallest cluster, also the smallest part a split may create.
     min_samples : int, default: 5
@@ -260,10 +269,10 @@ def cluster(
     if footprint_components > 0:
         def extra(members: np.ndarray) -> np.ndarray:
             return footprint_scores(features, peaks["channel_index"], members, footprint_components)
-    labels = _regional_hdbscan(points, features.locations, region_um, min_cluster_size, min_samples, extra)
+    labels = _regional_hdbscan(points, features.locations, region_um, min_cluster_size, min_samples, extra, method)
     if split_components > 0:
         labels = _split_clusters(
-            features, peaks["channel_index"], labels, min_cluster_size, min_samples, split_components
+            features, peaks["channel_index"], labels, min_cluster_size, min_samples, split_components, method
         )
     if split_bimodality > 0:
         labels = _discriminant_split(waveform, labels, min_cluster_size, split_bimodality)
@@ -327,12 +336,12 @@ def _split_each(labels: np.ndarray, min_cluster_size: int,
     return out
 
 
-def _split_clusters(features, channels, labels, min_cluster_size, min_samples, n_components) -> np.ndarray:
+def _split_clusters(features, channels, labels, min_cluster_size, min_samples, n_components, method) -> np.ndarray:
     def split(members: np.ndarray) -> np.ndarray:
         centre = int(np.bincount(channels[members]).argmax())
         relaid = relay_on_neighbourhood(features.subset(members), channels[members], centre)
         return _hdbscan(_principal_scores(relaid.reshape(len(members), -1), n_components), min_cluster_size,
-                        min_samples)
+                        min_samples, method)
 
     return _split_each(labels, min_cluster_size, split)
 

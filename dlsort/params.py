@@ -168,7 +168,12 @@ PARAMETERS: dict[str, Parameter] = {
         nullable=True,
     ),
     "n_components": Parameter(5, "Embedding dimension per channel.", int, low=1, high=64),
-    "clustering_method": Parameter("hdbscan", "Clustering method.", str, choices=CLUSTERING_METHODS),
+    "clustering_method": Parameter(
+        "hdbscan",
+        "HDBSCAN implementation: 'hdbscan' (the hdbscan package) or 'sklearn-hdbscan' (scikit-learn's).",
+        str,
+        choices=CLUSTERING_METHODS,
+    ),
     "clustering_max_spikes_per_channel": Parameter(
         1000, "Peaks per detection channel sampled for clustering (memory and time stay bounded).", int, low=50
     ),
@@ -276,8 +281,8 @@ PARAMETERS: dict[str, Parameter] = {
         "auto",
         "Compute the preprocessed traces once into shared memory for the sorter's passes (detection, features, "
         "templates, matching) instead of filtering, referencing and motion-interpolating them again in each: 'auto' "
-        "(when they take at most a quarter of the available memory and fit in /dev/shm) or 'none'. The traces are the same either way, "
-        "up to float32 rounding where chunks meet.",
+        "(when they take at most a quarter of the available memory and fit in /dev/shm) or 'none'. The traces are "
+        "the same either way, up to float32 rounding where chunks meet.",
         str,
         choices=CACHE_MODES,
     ),

@@ -19,8 +19,9 @@ def _peaks(channels):
     return peaks
 
 
-@pytest.mark.parametrize("split_components", [0, 6])
-def test_separated_units_are_recovered(split_components):
+@pytest.mark.parametrize("split_components, method", [(0, "hdbscan"), (6, "hdbscan"), (0, "sklearn-hdbscan"),
+                                                       (6, "sklearn-hdbscan")])
+def test_separated_units_are_recovered(split_components, method):
     rng = np.random.default_rng(0)
     hood = build_neighbourhoods(LOCATIONS, 45.0)
     n_per_unit, truth = 150, []
@@ -35,7 +36,8 @@ def test_separated_units_are_recovered(split_components):
     features = PeakFeatures(
         np.concatenate(embeddings).astype("float32"), np.concatenate(locations).astype("float32"), hood
     )
-    labels = cluster(features, _peaks(np.concatenate(channels)), min_cluster_size=20, split_components=split_components)
+    labels = cluster(features, _peaks(np.concatenate(channels)), min_cluster_size=20, split_components=split_components,
+                     method=method)
     kept = labels >= 0
     assert kept.mean() > 0.9
     assert adjusted_rand_score(np.array(truth)[kept], labels[kept]) > 0.95
