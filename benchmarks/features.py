@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/features.py [--cases S M D] [--duration SECONDS] [--model MODEL]
-        [--denoising neural|none] [--scaling-case M] [--workdir benchmarks/work]
+        [--denoising neural|none] [--scaling-case M] [--workdir benchmarks/work] [--output docs/benchmarks.md]
 
 The peaks are the true spikes of each case (``dlsort.groundtruth``), on the main channel of their
 unit's template, so that only the features and the clustering are measured. Both feature sets go
@@ -19,7 +19,9 @@ spikes (``clustering_scaling``), on the whole probe and tile by tile.
 
 ``--model`` is a catalog id, ``id@version`` or weights path; without it an autoencoder is first
 trained on synthetic data with the shared Neuropixels noise (``--train-*`` sizes) and written to
-``<workdir>/features/model``. Results go to ``<workdir>/features/results.json``.
+``<workdir>/features/model``. Results go to ``<workdir>/features/results.json`` and the section
+"Features and clustering on ground-truth spikes" of ``--output`` is rewritten in place. The
+clustering of each feature set is also run with both HDBSCAN implementations (``implementations``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import dlsort_source  # noqa: E402
+from report import dlsort_source, features_section, replace_section  # noqa: E402
 
 from dlsort.evaluation import cluster_accuracies, ground_truth_peaks  # noqa: E402
 
@@ -69,7 +71,26 @@ def clustering_stage(features, peaks: np.ndarray, recording, truth: np.ndarray) 
     merged = merge_similar(templates_from_features(features, peaks, labels, recording), labels,
                            similarity_threshold=DEFAULT_PARAMS["merge_similarity"], refractory=refractory)
     return {"clustering_seconds": round(seconds, 2), "hdbscan": score(labels, truth),
-            "merged": score(merged, truth), "split_test": split_test(features, labels, truth)}
+            "merged": score(merged, truth), "split_test": split_test(features, labels, truth),
+            "implementations": implementations(features, peaks, truth)}
+
+
+def implementations(features, peaks: np.ndarray, truth: np.ndarray) -> dict:
+    """HDBSCAN from the hdbscan package against scikit-learn's, on the same points: ARI and seconds.
+
+    The stage's own settings, whole probe at once (no tiles), so that only the implementation differs.
+    """
+    from dlsort.clustering import CLUSTERING_METHODS, cluster
+    from dlsort.params import DEFAULT_PARAMS
+
+    rows = {}
+    for method in CLUSTERING_METHODS:
+        start = time.perf_counter()
+        labels = cluster(features, peaks, method=method, min_cluster_size=DEFAULT_PARAMS["min_cluster_size"],
+                         min_samples=DEFAULT_PARAMS["min_samples"],
+                         location_scale_um=DEFAULT_PARAMS["location_scale_um"])
+        rows[method] = {"seconds": round(time.perf_counter() - start, 2), **score(labels, truth)}
+    return rows
 
 
 def split_test(features, labels: np.ndarray, truth: np.ndarray) -> dict:
@@ -163,6 +184,7 @@ def run_case(case, model: Path, denoising: str, duration: float | None, scaling:
     common = dict(neighbourhoods=neighbourhoods, n_components=encoder.embedding_dim, denoiser=denoiser, seed=0,
                   job_kwargs=JOB, **window)
     import hdbscan  # noqa: F401  (imported before the first clustering is timed)
+    import sklearn.cluster  # noqa: F401
 
     rows = {}
     for method, extra in (("tpca", {}), ("autoencoder", {"encoder": encoder})):
@@ -209,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-examples", type=int, default=60_000)
     parser.add_argument("--train-epochs", type=int, default=10)
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md",
+                        help="report whose features section is rewritten in place")
     args = parser.parse_args(argv)
     folder = args.workdir / "features"
     model = args.model or trained_model(folder / "model", args.train_scenes, args.train_examples, args.train_epochs)
@@ -219,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
                                  scaling=name == args.scaling_case) for name in args.cases]}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(record, indent=1))
+    replace_section(args.output, features_section(record))
     for row in record["cases"]:
         print(f"{row['case']} ({row['num_spikes']} spikes, {row['num_units']} units, dimension {row['dimension']}): "
               + "; ".join(f"{method} ARI {row[method]['hdbscan']['ari']:.3f} (merged "

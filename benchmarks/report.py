@@ -468,6 +468,22 @@ def features_section(record: dict | None) -> list[str]:
         lines += [f"| {case} | {method} | {', '.join(f'{value:.2f}' for value in test['mixed_clusters']) or '-'} | "
                   f"{test['pure_clusters']} | {fmt(test['pure_median'])} | {test['pure_above_0.5']} |"
                   for case, method, test in tests]
+    compared = [(case["case"], method, case[method]["implementations"]) for case in record["cases"]
+                for method in ("tpca", "autoencoder") if "implementations" in case[method]]
+    if compared:
+        lines += [
+            "",
+            "HDBSCAN implementations (`clustering_method`): the hdbscan package against scikit-learn's, on the same "
+            "points with the stage's settings, the whole probe at once, before the merge.",
+            "",
+            "| case | features | ARI hdbscan / scikit-learn | mean unit accuracy hdbscan / scikit-learn | "
+            "seconds hdbscan / scikit-learn |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [f"| {case} | {method} | {rows['hdbscan']['ari']:.3f} / {rows['sklearn-hdbscan']['ari']:.3f} | "
+                  f"{rows['hdbscan']['mean_unit_accuracy']:.3f} / {rows['sklearn-hdbscan']['mean_unit_accuracy']:.3f} "
+                  f"| {rows['hdbscan']['seconds']:.2f} / {rows['sklearn-hdbscan']['seconds']:.2f} |"
+                  for case, method, rows in compared]
     scaled = [(case["case"], method, case[method]["scaling"]) for case in record["cases"]
               for method in ("tpca", "autoencoder") if "scaling" in case[method]]
     if scaled:

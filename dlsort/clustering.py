@@ -57,7 +57,7 @@ def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int, method
         else:
             from sklearn.cluster import HDBSCAN
 
-            clusterer = HDBSCAN(**settings, n_jobs=1)
+            clusterer = HDBSCAN(**settings, n_jobs=1, copy=True)
         labels = np.maximum(clusterer.fit_predict(points).astype("int64"), -1)  # scikit-learn's -2, -3: noise
         if np.any(labels >= 0):
             break
