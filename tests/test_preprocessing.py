@@ -97,5 +97,9 @@ def test_preprocessed_traces_are_cached_in_shared_memory_only_when_they_fit(monk
     monkeypatch.setattr(cache, "available_memory_bytes", lambda: 100 * lazy.get_total_memory_size())
     monkeypatch.setattr(cache, "shared_memory_room_bytes", lambda: lazy.get_total_memory_size())
     assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)  # /dev/shm too small (a Docker container)
+    from spikeinterface.core import append_recordings
+
+    mixed = append_recordings([lazy, lazy.frame_slice(0, 9_000)])  # start times None, then 0.0
+    assert mixed.get_segment_t_starts() == [None, 0.0] and cache.cache_preprocessed(mixed, "auto") == (mixed, False)
     with pytest.raises(DlsortInputError, match="cache_preprocessing='always'"):
         cache.cache_preprocessed(lazy, "always")

@@ -73,7 +73,8 @@ def cache_preprocessed(recording, mode: str, job_kwargs: dict | None = None):
     mode : {"auto", "none"}
         ``"auto"``: cache when the float32 traces take at most ``MEMORY_FRACTION`` of the available
         memory (``available_memory_bytes``) and fit in the free space of ``/dev/shm`` with 10 % to
-        spare (never where either is unknown); ``"none"``: never.
+        spare (never where either is unknown, nor when some segments have a start time and others
+        not); ``"none"``: never.
     job_kwargs : dict or None
         SpikeInterface job kwargs for computing the traces (``n_jobs``, ``progress_bar``, ...).
 
@@ -85,6 +86,11 @@ def cache_preprocessed(recording, mode: str, job_kwargs: dict | None = None):
     """
     check_choice("cache_preprocessing", mode, CACHE_MODES)
     if mode == "none":
+        return recording, False
+    t_starts = recording.get_segment_t_starts()
+    if t_starts is not None and None in t_starts:
+        # SpikeInterface 0.105's SharedMemoryRecording fails on such a recording (and leaks its buffers)
+        logger.info("preprocessed traces not cached: their segments mix set and unset start times")
         return recording, False
     size = recording.get_total_memory_size()
     available, room = available_memory_bytes(), shared_memory_room_bytes()
