@@ -56,5 +56,6 @@ def test_a_hybrid_case_puts_the_generators_spikes_on_neuropixels_noise():
     np.testing.assert_allclose(noise.std(axis=0), case.noise_uv, rtol=1e-3)
     assert np.mean([np.corrcoef(channel[1:], channel[:-1])[0, 1] for channel in noise.T]) > 0.1  # not white
     assert sorting.get_num_units() == 4 and recording.get_num_channels() == 16
+    assert list(recording.channel_ids) == list(clean.channel_ids)  # what the sorting's main_channel_id names
     with pytest.raises(ValueError, match="30 kHz"):
         generate_case(replace(case, sampling_frequency=20_000.0))
