@@ -129,6 +129,7 @@ def hybrid_recording(probe, num_units: int, duration_s: float, noise: np.ndarray
     generated, sorting = generate_static(probe, num_units, duration_s, fs, 0.0, seed)
     clean = generated.get_traces().astype("float32") * np.float32(spike_scale)
     # the generator's channel ids, which its sorting's "main_channel_id" property names
-    recording = NumpyRecording(clean + noise.astype("float32"), sampling_frequency=fs, channel_ids=generated.channel_ids)
+    recording = NumpyRecording(clean + noise.astype("float32"), sampling_frequency=fs,
+                               channel_ids=generated.channel_ids)
     recording.set_probe(probe)
     return HybridRecording(recording, clean, sorting, noise_source or "given noise traces")
