@@ -170,7 +170,9 @@ PARAMETERS: dict[str, Parameter] = {
     "n_components": Parameter(5, "Embedding dimension per channel.", int, low=1, high=64),
     "clustering_method": Parameter(
         "hdbscan",
-        "HDBSCAN implementation: 'hdbscan' (the hdbscan package) or 'sklearn-hdbscan' (scikit-learn's).",
+        "HDBSCAN implementation: 'hdbscan' (the hdbscan package) or 'sklearn-hdbscan' (scikit-learn's). 'hdbscan' "
+        "since the features benchmark: on the true spikes of S, M, D as accurate (adjusted Rand index within 0.003) "
+        "and 3-7x faster; end to end the same well-detected units (docs/benchmarks.md).",
         str,
         choices=CLUSTERING_METHODS,
     ),
