@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import generalization_section, rewrite_section_from  # noqa: E402
-from run_benchmark import REPO_ROOT, case_folder, prepare_case, run_or_reuse  # noqa: E402
+from run_benchmark import REPO_ROOT, add_run_arguments, case_folder, prepare_case, run_or_reuse  # noqa: E402
 
 DEFAULT_PEERS = ["spykingcircus2", "tridesclous2", "lupin"]
 FINE_TUNED_TASKS = {"detector": "detection_model", "denoiser": "denoising_model"}
@@ -121,12 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(PROBE_FAMILY_CASES), choices=list(PROBE_FAMILY_CASES))
     parser.add_argument("--peers", nargs="+", default=DEFAULT_PEERS)
-    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--timeout-s", type=float, default=900.0)
-    parser.add_argument("--report-only", action="store_true", help="only rewrite the section from stored results")
-    parser.add_argument("--keep-done", action="store_true",
-                        help="reuse finished runs and fine-tuned networks already in the work directory")
+    add_run_arguments(parser, keep_done=True)
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
     command = "python benchmarks/generalization.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -134,7 +129,6 @@ def main(argv: list[str] | None = None) -> None:
         run_case(case, args.peers, workdir, args.timeout_s, args.keep_done, command)
         rewrite_section_from(workdir, "generalization", args.output, generalization_section)
     rewrite_section_from(workdir, "generalization", args.output, generalization_section)
-
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import real_data_section, rewrite_section_from  # noqa: E402
 from run_benchmark import (  # noqa: E402
     N_JOBS,
-    REPO_ROOT,
+    add_run_arguments,
     case_folder,
     parse_sorter_spec,
     prepare_case,
@@ -140,11 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=cases, choices=cases)
     parser.add_argument("--sorters", nargs="+", default=DEFAULT_SORTERS)
-    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--timeout-s", type=float, default=900.0)
-    parser.add_argument("--report-only", action="store_true", help="only rewrite the section from stored results")
-    parser.add_argument("--keep-done", action="store_true", help="reuse finished runs already in the work directory")
+    add_run_arguments(parser, keep_done=True)
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
     command = "python benchmarks/real_data.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -152,7 +148,6 @@ def main(argv: list[str] | None = None) -> None:
         run_case(case, args.sorters, workdir, args.timeout_s, args.keep_done, command)
         rewrite_section_from(workdir, "real_data", args.output, real_data_section)
     rewrite_section_from(workdir, "real_data", args.output, real_data_section)
-
 
 
 if __name__ == "__main__":

@@ -290,16 +290,25 @@ def last_line(path: Path) -> str:
     return one_line(lines[-1]) if lines else "(no output)"
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, keep_done: bool = False) -> None:
+    """The options every sorter benchmark takes: ``--workdir``, ``--output``, ``--timeout-s``, ``--report-only``
+    and, with ``keep_done``, ``--keep-done``."""
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--timeout-s", type=float, default=900.0)
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the report from stored results")
+    if keep_done:
+        parser.add_argument("--keep-done", action="store_true",
+                            help="reuse finished runs (and fine-tuned networks) already in the work directory")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=["S", "M", "D"])
     parser.add_argument("--sorters", nargs="+", default=ALL_SORTERS,
                         help="sorter names, optionally with parameters: dlsort:motion_correction=dredge_fast")
-    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
-    parser.add_argument("--timeout-s", type=float, default=900.0)
-    parser.add_argument("--report-only", action="store_true", help="only rewrite the report from stored JSON")
+    add_run_arguments(parser)
     parser.add_argument("--reevaluate", action="store_true",
                         help="score the finished runs of --cases again from their sorter folders, then report")
     parser.add_argument("--run-one", nargs=2, metavar=("CASE", "SORTER"), help=argparse.SUPPRESS)
