@@ -4,7 +4,8 @@ The sorter reads the preprocessed recording several times (peak detection, featu
 template matching); a lazy recording filters, references and motion-interpolates every chunk
 again in each pass. When the traces fit comfortably in memory they are computed once into a
 shared-memory buffer that the parallel workers read directly. The values are the same float32
-traces either way, so results do not depend on whether the cache was used.
+traces up to rounding where chunks meet (the lazy chain filters each chunk with its own margins),
+which can move a unit that sits at a threshold, as any change of chunking can.
 """
 
 from __future__ import annotations
