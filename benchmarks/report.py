@@ -855,6 +855,44 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     lines += [NOTES_MARKER]
     notes = ""
     if output.exists() and NOTES_MARKER in output.read_text():
-        notes = output.read_text().split(NOTES_MARKER, 1)[1]
+        old, notes = output.read_text().split(NOTES_MARKER, 1)
+        lines = keep_sections_not_run(lines, old.split("\n"))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(lines) + (notes or "\n"))
+
+
+NOT_RUN = "Not run yet."
+
+
+def _sections(lines: list[str]) -> dict[str, tuple[int, int, int]]:
+    """Heading line (``## `` or ``### ``) -> (first, direct end, end) line indices of its body.
+
+    The direct body stops at the next heading; the whole body of a ``## `` section runs on over its
+    ``### `` subsections to the next ``## `` heading.
+    """
+    starts = [i for i, line in enumerate(lines) if line.startswith(("## ", "### "))] + [len(lines)]
+    out = {}
+    for start, direct_end in zip(starts, starts[1:]):
+        end = direct_end
+        if lines[start].startswith("## "):
+            end = next((i for i in starts[1:] if i > start and (i == len(lines) or lines[i].startswith("## "))),
+                       len(lines))
+        out[lines[start]] = (start + 1, direct_end, end)
+    return out
+
+
+def keep_sections_not_run(lines: list[str], old: list[str]) -> list[str]:
+    """``lines`` with every section that says ``NOT_RUN`` given the old report's body of that heading instead.
+
+    The report is regenerated from the work directory, which holds only the results run (or tracked)
+    there: a section whose results are absent keeps what the report said, rather than losing it. A
+    ``## `` section that is not run keeps its old ``### `` subsections too.
+    """
+    previous = _sections(old)
+    out = list(lines)
+    for heading, (first, direct_end, end) in sorted(_sections(lines).items(), key=lambda item: -item[1][0]):
+        if NOT_RUN in lines[first:direct_end] and heading in previous:
+            old_first, old_direct_end, old_end = previous[heading]
+            if NOT_RUN not in old[old_first:old_direct_end]:
+                out[first:end] = old[old_first:old_end]
+    return out

@@ -100,3 +100,21 @@ def test_real_data_section_reports_quality_beside_the_peers_and_failures():
     assert table[1] == "| dlsort 0.1 | 12.0 | 4 | 4/5 (0.800) | 3/4 | 80.0 | 9.0 | 0.00 | 1.00 | 5.0 |"
     assert table[2].startswith("| lupin | — | **failed**: Boom: no |")  # dlsort first, whatever the record order
     assert "### HN: a hybrid" in lines and "dlsort abc, runs started 2026-12-06T00:00:00Z" in "\n".join(lines)
+
+
+def test_a_regenerated_report_keeps_the_sections_whose_results_are_absent():
+    from report import keep_sections_not_run
+
+    old = ["# Benchmarks", "## Memory", "", "| table | 1 |", "", "### Case L", "", "| L row |", "", "## Features", "",
+           "old features", ""]
+    new = ["# Benchmarks", "## Memory", "", "Not run yet.", "", "### Case L", "", "Not run yet.", "",
+           "## Features", "", "new features", "", "## Detection", "", "Not run yet.", ""]
+    assert keep_sections_not_run(new, old) == [
+        "# Benchmarks", "## Memory", "", "| table | 1 |", "", "### Case L", "", "| L row |", "",
+        "## Features", "", "new features", "",  # run: the new results replace the old
+        "## Detection", "", "Not run yet.", ""]  # never run anywhere: stays so
+    # a "## " section that is not run keeps its old "### " subsections
+    old = ["## DI", "", "intro", "### NP", "", "| np |", "### real", "", "| real |", "## Next", "", "next", ""]
+    new = ["## DI", "", "Not run yet.", "", "## Next", "", "new next", ""]
+    assert keep_sections_not_run(new, old) == ["## DI", "", "intro", "### NP", "", "| np |", "### real", "",
+                                               "| real |", "## Next", "", "new next", ""]
