@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import generalization_section, rewrite_section_from  # noqa: E402
-from run_benchmark import REPO_ROOT, add_run_arguments, case_folder, prepare_case, run_or_reuse  # noqa: E402
+from run_benchmark import add_run_arguments, case_folder, prepare_case, run_or_reuse, subprocess_env  # noqa: E402
 
 DEFAULT_PEERS = ["spykingcircus2", "tridesclous2", "lupin"]
 FINE_TUNED_TASKS = {"detector": "detection_model", "denoiser": "denoising_model"}
@@ -66,10 +65,9 @@ def fine_tune(case: str, task: str, workdir: Path, keep_done: bool) -> dict:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "dlsort.cli", "train", task, "--recording", str(folder / "recording"),
                "--output", str(output), "--overwrite", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))}
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+        returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env()).returncode
     result = {"task": task, "weights": str(output / "weights.safetensors"), "seconds": time.perf_counter() - start,
               "status": "ok" if returncode == 0 else "failed"}
     if returncode != 0:

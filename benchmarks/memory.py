@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import dlsort_source, one_line, write_report  # noqa: E402
+from run_benchmark import subprocess_env  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_KWARGS = {"n_jobs": 2, "chunk_duration": "1s", "progress_bar": False}
@@ -254,10 +255,9 @@ def run_in_subprocess(minutes: float, workdir: Path) -> dict:
     path.unlink(missing_ok=True)
     log_path = workdir / "memory" / f"{minutes:g}min.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))}
     with open(log_path, "w") as log:
         returncode = subprocess.run([sys.executable, __file__, "--run-one", f"{minutes:g}", "--workdir", str(workdir)],
-                                    stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+                                    stdout=log, stderr=subprocess.STDOUT, env=subprocess_env()).returncode
     if path.exists():
         return json.loads(path.read_text())
     record = {"minutes": minutes, "status": "failed", "error": f"subprocess exited with code {returncode}"}

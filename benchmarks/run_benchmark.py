@@ -219,6 +219,11 @@ def save_record(record: dict, workdir: Path) -> Path:
     return path
 
 
+def subprocess_env() -> dict:
+    """This process's environment with the repository on ``PYTHONPATH``, for the benchmarks' subprocesses."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))}
+
+
 def run_in_subprocess(case: str, sorter: str, workdir: Path, timeout_s: float) -> dict:
     """Run ``run_one`` in a fresh interpreter, kill it after ``timeout_s`` and return its record.
 
@@ -238,12 +243,12 @@ def run_in_subprocess(case: str, sorter: str, workdir: Path, timeout_s: float) -
     result_path.unlink(missing_ok=True)
     log_path = case_folder(workdir, case) / "logs" / f"{spec_name(sorter)}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO_ROOT)]))}
     command = [sys.executable, __file__, "--run-one", case, sorter, "--workdir", str(workdir)]
     started_utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     start = time.perf_counter()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env(),
+                                   start_new_session=True)
         try:
             returncode = process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -266,8 +271,8 @@ def run_in_subprocess(case: str, sorter: str, workdir: Path, timeout_s: float) -
 
 def run_or_reuse(case: str, spec: str, workdir: Path, timeout_s: float, keep_done: bool) -> dict:
     """The record of ``spec`` on ``case``: run now, or an earlier finished one with ``keep_done``."""
-    stored = read_record(case_folder(workdir, case) / "results" / f"{spec_name(spec)}.json")
-    if keep_done and stored and stored["status"] == "ok":
+    stored = read_record(case_folder(workdir, case) / "results" / f"{spec_name(spec)}.json") if keep_done else None
+    if stored and stored["status"] == "ok":
         return stored
     print(f"[{time.strftime('%H:%M:%S')}] case {case}: {spec}", flush=True)
     record = run_in_subprocess(case, spec, workdir, timeout_s)
