@@ -70,6 +70,15 @@ def detection_logits(network, traces: np.ndarray, neighbourhoods: Neighbourhoods
     return logits
 
 
+def candidate_troughs(traces: np.ndarray,
+                      threshold: float = DEFAULT_CANDIDATE_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """Channels and samples of the local minima below ``-threshold`` of (num_samples, num_channels) traces."""
+    inner = traces[1:-1]
+    trough = (inner <= -threshold) & (inner < traces[:-2]) & (inner <= traces[2:])
+    samples, channels = np.nonzero(trough)
+    return channels, samples + 1
+
+
 def pick_peaks(logits: np.ndarray, threshold: float, exclude: int,
                exclusion: Neighbourhoods) -> tuple[np.ndarray, np.ndarray]:
     """Locally exclusive maxima of a (num_channels, num_samples) logit map above ``threshold``.
@@ -229,15 +238,12 @@ class NeuralPeakDetector(PeakDetector):
         sparse logits above ``threshold`` are the peaks.
         """
         context = self.network.receptive_field // 2 + REACH
-        traces = standardized.T
-        trough = np.zeros(traces.shape, dtype=bool)
-        trough[:, context:-context] = ((traces[:, context:-context] <= -self.candidate_threshold)
-                                       & (traces[:, context:-context] < traces[:, context - 1:-context - 1])
-                                       & (traces[:, context:-context] <= traces[:, context + 1:-context + 1]))
-        channels, samples = np.nonzero(trough)
+        channels, samples = candidate_troughs(standardized, self.candidate_threshold)
+        inside = (samples >= context) & (samples < len(standardized) - context)
+        channels, samples = channels[inside], samples[inside]
         logits = candidate_logits(self.network, standardized, samples, channels, self.neighbourhoods,
                                   self.relative_positions, device=self.device, batch_size=self.batch_size)
-        sparse = np.full(traces.shape, -np.inf, dtype="float32")
+        sparse = np.full(standardized.T.shape, -np.inf, dtype="float32")
         np.maximum.at(sparse, (channels, samples + np.argmax(logits, axis=1) - REACH), logits.max(axis=1))
         return pick_peaks(sparse, self.threshold, self.exclude, self.exclusion)
 

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {
     "denoiser-generic": ["denoiser", "--id", "denoiser-generic", "--version", "1.0.0", "--examples", "200000",
                          "--epochs", "30", "--seed", "0", "--device", "cpu", "--quiet"],
-    "detector-generic": ["detector", "--id", "detector-generic", "--version", "1.1.0", "--patches", "300",
+    "detector-generic": ["detector", "--id", "detector-generic", "--version", "1.2.0", "--patches", "300",
                          "--examples", "150000", "--epochs", "20", "--seed", "0", "--device", "cpu", "--quiet"],
     "deepinterpolation-np1": ["deepinterpolation", "--id", "deepinterpolation-np1", "--version", "1.0.0", "--probes",
                               "np1", "--windows", "1000", "--epochs", "20", "--seed", "0", "--device", "cpu",

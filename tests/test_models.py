@@ -105,7 +105,8 @@ def test_fetch_verifies_caches_and_loads(published, gin):
         "id": "det@1.1.0", "sha256": published["det@1.1.0"][0]["sha256"], "task": "detector",
         "source": f"{gin.url}/dlsort/models/raw/{entry['location']['commit']}/det/1.1.0/weights.safetensors"}
     assert models.verify() == {"denoiser-generic@1.0.0": True, "detector-generic@1.0.0": True,
-                               "detector-generic@1.1.0": True, "deepinterpolation-np1@1.0.0": True,
+                               "detector-generic@1.1.0": True, "detector-generic@1.2.0": True,
+                               "deepinterpolation-np1@1.0.0": True,
                                "deepinterpolation-generic@1.0.0": True, "autoencoder-generic@1.0.0": True,
                                "autoencoder-generic@1.1.0": True,
                                "det@1.1.0": True}

@@ -237,6 +237,42 @@ def test_bootstrap_sort_without_units_says_how_to_go_on(tmp_path):
         bootstrap_templates(recording, minutes=0.2, job_kwargs=JOB)
 
 
+def test_patch_noise_is_band_passed_as_the_sorter_filters_whatever_its_temporal_model():
+    from scipy.signal import welch
+
+    from dlsort.training.noise import SpatialNoise, TemporalNoise
+    from dlsort.training.recordings import JITTER_STEPS, synthesize_patch
+    from dlsort.training.synthesis import TRAINING_SAMPLING_FREQUENCY
+
+    locations = np.array([[0.0, 20.0 * i] for i in range(4)])
+    silent = np.zeros((1, 60, len(locations), JITTER_STEPS))  # units without spikes: the patch is its noise
+    rough = TemporalNoise(np.eye(31), "white (power up to Nyquist)")
+    spatial = SpatialNoise(np.array([0.0, 1.0]), np.array([1.0, 0.0]), "independent")
+    for seed in range(6):  # either branch of the noise draw (the recording's model or white noise)
+        patch = synthesize_patch(np.random.default_rng(seed), locations, rough, spatial, templates=silent)
+        frequencies, power = welch(patch.traces, fs=TRAINING_SAMPLING_FREQUENCY, axis=0, nperseg=1024)
+        outside = (frequencies > 8000.0) | (frequencies < 150.0)
+        assert power[outside].sum() < 0.01 * power.sum()
+
+
+def test_training_windows_include_the_noise_troughs_candidates_mode_scores():
+    from dlsort.neural_detection import DEFAULT_CANDIDATE_THRESHOLD
+    from dlsort.training.detector import EXAMPLE_KINDS, detection_examples
+    from dlsort.training.noise import SpatialNoise, TemporalNoise
+    from dlsort.training.recordings import JITTER_STEPS, synthesize_patch
+
+    locations = np.array([[0.0, 20.0 * i] for i in range(8)])
+    silent = np.zeros((1, 60, len(locations), JITTER_STEPS))  # noise only: every trough is a negative
+    noise = TemporalNoise(np.eye(31), "white"), SpatialNoise(np.array([0.0, 1.0]), np.array([1.0, 0.0]), "none")
+    patches = [synthesize_patch(np.random.default_rng(seed), locations, *noise, templates=silent) for seed in range(3)]
+    examples = detection_examples(patches, 4000, DEFAULT_GEOMETRY, seed=0, window=64, margin=12)
+    centre = examples.traces[:, 0, 12:-12]  # the centre channel, scored samples
+    with_trough = np.mean(centre.min(axis=1) <= -DEFAULT_CANDIDATE_THRESHOLD)
+    # random windows hold such a trough a few times in a hundred; the candidate windows always do
+    assert with_trough >= 0.9 * EXAMPLE_KINDS["candidate"]
+    assert not np.any(examples.target == 1)  # and none is a positive
+
+
 def test_spatial_noise_fit_recovers_a_distance_profile():
     from dlsort.training.noise import SpatialNoise
 

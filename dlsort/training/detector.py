@@ -5,7 +5,9 @@ traces of a centre channel's neighbourhood and, per sample, whether a spike whos
 is the centre has its trough there (1), nothing does (0), or the sample is left out of the loss
 (-1: spikes below ``min_amplitude``, channels whose trough is nearly as deep as the main
 channel's, the edges of the window). Windows are drawn centred on spikes, on their neighbouring
-channels and on channels far from large spikes (where the network must stay silent), and at random.
+channels, on channels far from large spikes (where the network must stay silent), on the troughs
+the sorter's candidates mode would score (most of them noise on a sparsely firing recording), and
+at random.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from dlsort.detection_scores import match_spikes
-from dlsort.neural_detection import detection_logits, pick_peaks
+from dlsort.neural_detection import candidate_troughs, detection_logits, pick_peaks
 from dlsort.nn import NeighbourhoodDetector
 from dlsort.training.bootstrap import BootstrapTemplates
 from dlsort.training.noise import SpatialNoise, TemporalNoise
@@ -94,7 +96,7 @@ def patch_labels(patch: SyntheticPatch, min_amplitude: float, tie_ratio: float =
     return labels
 
 
-EXAMPLE_KINDS = {"spike": 0.4, "neighbour": 0.2, "far": 0.15, "anywhere": 0.25}
+EXAMPLE_KINDS = {"spike": 0.4, "neighbour": 0.2, "far": 0.15, "candidate": 0.15, "anywhere": 0.1}
 
 
 def detection_examples(patches: list[SyntheticPatch], num: int, geometry: DetectorGeometry, seed: int,
@@ -105,7 +107,9 @@ def detection_examples(patches: list[SyntheticPatch], num: int, geometry: Detect
     ``spike`` windows are centred on a spike's main channel, ``neighbour`` ones on a channel of its
     neighbourhood, ``far`` ones on a channel beyond the neighbourhood (up to ``far_um``) of a spike
     at least ``far_min_amplitude`` deep, where the spike still shows but the network must stay
-    silent, and ``anywhere`` ones at random.
+    silent, ``candidate`` ones on a trough below the candidate threshold (``candidate_troughs``),
+    which is what the candidates mode scores: spikes, their far field and noise troughs alike, so the
+    network learns to reject noise troughs, rare in random windows; and ``anywhere`` ones at random.
 
     Parameters
     ----------
@@ -147,6 +151,13 @@ def detection_examples(patches: list[SyntheticPatch], num: int, geometry: Detect
             rows, pool = np.flatnonzero(kinds == kind), np.flatnonzero(eligible)
             if pool.size:
                 spike[rows] = pool[rng.integers(pool.size, size=rows.size)]
+        rows = np.flatnonzero(kinds == "candidate")
+        trough_channels, trough_samples = candidate_troughs(patch.traces)
+        if rows.size and trough_samples.size:
+            chosen = rng.integers(trough_samples.size, size=rows.size)
+            channel[rows] = trough_channels[chosen]
+            start[rows] = np.clip(trough_samples[chosen] - margin - rng.integers(window, size=rows.size),
+                                  0, num_samples - length)
         for row in np.flatnonzero(spike >= 0):
             main = patch.spike_channels[spike[row]]
             if kinds[row] == "spike":
