@@ -2,11 +2,12 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/detection.py [--cases S M T20 NP2 U M20] [--thresholds 4 5 6] \
+    PYTHONPATH=. python benchmarks/detection.py [--cases S M HN T20 NP2 U M20] [--thresholds 4 5 6] \
         [--probabilities 0.9 0.95] [--modes candidates dense] [--models detector-generic my-model/weights.safetensors]
 
-Cases are those of ``run_benchmark.py`` (S, M, D) and the probe families and sampling rate the
-shipped networks never saw (``dlsort.groundtruth.GENERALIZATION_CASES``); each is generated and
+Cases are those of ``run_benchmark.py`` (S, M, D), the probe families and sampling rate the
+shipped networks never saw (``dlsort.groundtruth.GENERALIZATION_CASES``) and the hybrid on
+realistic Neuropixels noise (HN, ``dlsort.groundtruth.HYBRID_CASES``); each is generated and
 saved in the work directory on first use. Each recording is preprocessed as dlsort does by
 default, and peaks are detected with ``dlsort.detection.detect_peaks``: the threshold detector
 at each threshold and the neural detector at each probability and mode. A peak matches a
