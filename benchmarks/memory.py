@@ -2,16 +2,18 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/memory.py [--minutes 1 5 20] [--workdir benchmarks/work]
+    PYTHONPATH=. python benchmarks/memory.py [--minutes 1 5 20] [--channels 64] [--workdir benchmarks/work]
         [--output docs/benchmarks.md]
 
-Each length runs in a fresh subprocess that builds a lazy 64-channel Neuropixels 1.0 ground-truth
-recording (40 units, 30 kHz, seeded; never written to disk), calls
-``dlsort.pipeline.run_pipeline`` on it with ``n_jobs=2, chunk_duration="1s"`` and reports
-``ru_maxrss`` of itself and of its (process) workers, the wall time, and the peak RSS of the
-process tree (RSS and PSS) sampled every 0.2 s, split by pipeline stage. Results go to
-``<workdir>/memory/<minutes>min.json`` and the section "Peak memory vs recording length" of the
-report. Linux only (reads ``/proc``).
+Each length runs in a fresh subprocess that builds a lazy Neuropixels 1.0 ground-truth recording
+(``--channels`` channels, 40 units per 64 channels, 30 kHz, seeded; never written to disk), calls
+``dlsort.pipeline.run_pipeline`` on it with ``n_jobs=2, chunk_duration="1s"`` and a scratch folder
+under the work directory (as the sorter gives it one; removed afterwards), and reports
+``ru_maxrss`` of itself and of its (process) workers, the wall time, where the preprocessed traces
+were cached, and the peak RSS of the process tree (RSS and PSS) sampled every 0.2 s, split by
+pipeline stage. Results go to ``<workdir>/memory/<minutes>min.json`` (64 channels) or
+``<channels>ch-<minutes>min.json`` and the section "Peak memory vs recording length" of the report.
+Linux only (reads ``/proc``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import functools
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -166,12 +169,16 @@ class MemorySampler:
         return wrapper
 
 
-def make_recording(minutes: float, seed: int = 42):
-    """Lazy 64-channel Neuropixels 1.0 ground-truth recording of ``minutes`` minutes.
+UNITS_PER_64_CHANNELS = 40
+
+
+def make_recording(minutes: float, channels: int = 64, seed: int = 42):
+    """Lazy Neuropixels 1.0 ground-truth recording of ``minutes`` minutes, 40 units per 64 channels.
 
     Parameters
     ----------
     minutes : float
+    channels : int, default: 64
     seed : int
 
     Returns
@@ -185,8 +192,8 @@ def make_recording(minutes: float, seed: int = 42):
     recording, _ = generate_ground_truth_recording(
         durations=[60.0 * minutes],
         sampling_frequency=SAMPLING_FREQUENCY,
-        num_units=40,
-        probe=make_probe("np1", 64),
+        num_units=round(UNITS_PER_64_CHANNELS * channels / 64),
+        probe=make_probe("np1", channels),
         generate_sorting_kwargs=dict(firing_rates=(2.0, 10.0), refractory_period_ms=4.0),
         noise_kwargs=dict(noise_levels=5.0, strategy="tile_pregenerated"),
         generate_unit_locations_kwargs=dict(margin_um=10.0, minimum_z=5.0, maximum_z=45.0, minimum_distance=20),
@@ -195,38 +202,50 @@ def make_recording(minutes: float, seed: int = 42):
     return recording
 
 
-def run_one(minutes: float, workdir: Path) -> dict:
+def record_path(workdir: Path, minutes: float, channels: int) -> Path:
+    """Where the record of one run goes (64-channel records keep their original name)."""
+    prefix = "" if channels == 64 else f"{channels}ch-"
+    return workdir / "memory" / f"{prefix}{minutes:g}min.json"
+
+
+def run_one(minutes: float, channels: int, workdir: Path) -> dict:
     """Sort ``minutes`` of lazy recording in this process and record time and memory.
 
     Parameters
     ----------
     minutes : float
+    channels : int
     workdir : Path
 
     Returns
     -------
     dict
-        The record (also written to ``<workdir>/memory/<minutes>min.json``).
+        The record (also written to ``record_path(workdir, minutes, channels)``).
     """
     import dlsort.pipeline as pipeline
     from dlsort.params import validate_params
 
-    record = {"minutes": minutes, "status": "running", "job_kwargs": JOB_KWARGS, "dlsort_git": dlsort_source(),
+    record = {"minutes": minutes, "num_channels": channels, "status": "running", "job_kwargs": JOB_KWARGS,
+              "dlsort_git": dlsort_source(),
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     sampler = MemorySampler()
     for name in STAGES:
         if hasattr(pipeline, name):
             setattr(pipeline, name, sampler.wrap(name, getattr(pipeline, name)))
     params = validate_params({key: JOB_KWARGS[key] for key in ("n_jobs", "chunk_duration", "progress_bar")})
+    path = record_path(workdir, minutes, channels)
+    scratch = path.with_suffix(".scratch")
     sampler.start()
     try:
-        recording = make_recording(minutes)
+        recording = make_recording(minutes, channels)
         record["maxrss_self_before_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
-        result = pipeline.run_pipeline(recording, params, JOB_KWARGS)
+        result = pipeline.run_pipeline(recording, params, JOB_KWARGS, scratch_folder=scratch)
         record["wall_time_s"] = time.perf_counter() - start
         record.update(status="ok", num_peaks=int(result.num_peaks), num_units=int(result.sorting.get_num_units()),
-                      num_spikes=int(result.sorting.count_total_num_spikes()))
+                      num_spikes=int(result.sorting.count_total_num_spikes()),
+                      preprocessing_cache=result.preprocessing_cache,
+                      preprocessed_gib=recording.get_total_memory_size() / 2**30)
     except Exception as error:
         import traceback
 
@@ -234,6 +253,7 @@ def run_one(minutes: float, workdir: Path) -> dict:
         record.update(status="failed", error=one_line(f"{type(error).__name__}: {error}"))
     finally:
         sampler.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     record.update(
         maxrss_self_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         maxrss_children_kib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
@@ -243,24 +263,25 @@ def run_one(minutes: float, workdir: Path) -> dict:
         peak_processes=sampler.peak_processes,
         stages=sampler.stages,
     )
-    path = workdir / "memory" / f"{minutes:g}min.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1))
     return record
 
 
-def run_in_subprocess(minutes: float, workdir: Path) -> dict:
+def run_in_subprocess(minutes: float, channels: int, workdir: Path) -> dict:
     """Run ``run_one`` in a fresh interpreter and return its record."""
-    path = workdir / "memory" / f"{minutes:g}min.json"
+    path = record_path(workdir, minutes, channels)
     path.unlink(missing_ok=True)
-    log_path = workdir / "memory" / f"{minutes:g}min.log"
+    log_path = path.with_suffix(".log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
-        returncode = subprocess.run([sys.executable, __file__, "--run-one", f"{minutes:g}", "--workdir", str(workdir)],
+        returncode = subprocess.run([sys.executable, __file__, "--run-one", f"{minutes:g}", "--channels", str(channels),
+                                     "--workdir", str(workdir)],
                                     stdout=log, stderr=subprocess.STDOUT, env=subprocess_env()).returncode
     if path.exists():
         return json.loads(path.read_text())
-    record = {"minutes": minutes, "status": "failed", "error": f"subprocess exited with code {returncode}"}
+    record = {"minutes": minutes, "num_channels": channels, "status": "failed",
+              "error": f"subprocess exited with code {returncode}"}
     path.write_text(json.dumps(record))
     return record
 
@@ -269,18 +290,19 @@ def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", nargs="+", type=float, default=[1.0, 5.0, 20.0])
+    parser.add_argument("--channels", type=int, default=64, help="Neuropixels 1.0 channels (40 units per 64)")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--run-one", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     workdir = args.workdir.resolve()
     if args.run_one is not None:
-        run_one(args.run_one, workdir)
+        run_one(args.run_one, args.channels, workdir)
         return
     command = "python benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for minutes in args.minutes:
-        print(f"[{time.strftime('%H:%M:%S')}] {minutes:g} min", flush=True)
-        record = run_in_subprocess(minutes, workdir)
+        print(f"[{time.strftime('%H:%M:%S')}] {args.channels} channels, {minutes:g} min", flush=True)
+        record = run_in_subprocess(minutes, args.channels, workdir)
         print(f"    {record['status']} {record.get('wall_time_s', float('nan')):.1f} s "
               f"peak {record.get('sampled_peak_total_kib', 0) / 1024:.0f} MiB {record.get('error', '')}", flush=True)
         write_report(workdir, args.output, memory_command=command)

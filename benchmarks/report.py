@@ -291,17 +291,21 @@ def memory_table(records: list[dict]) -> list[str]:
     """Markdown tables (summary and per stage) for the peak-memory runs."""
     if not records:
         return ["Not run yet."]
-    records = sorted(records, key=lambda r: r["minutes"])
+    records = sorted(records, key=lambda r: (r.get("num_channels", 64), r["minutes"]))
     mib = 1024.0
-    header = ["recording length (min)", "status", "wall time (s)", "real-time factor", "peak RSS main process (MiB)",
+    header = ["channels", "recording length (min)", "status", "preprocessed traces cached", "wall time (s)",
+              "real-time factor", "peak RSS main process (MiB)",
               "peak RSS largest worker (MiB)", "peak RSS main + workers, sampled (MiB)",
               "peak PSS main + workers, sampled (MiB)", "stage at the peak",
               "peaks detected", "units found"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in records:
         ok = r["status"] == "ok"
+        cache = r.get("preprocessing_cache", "—")
         lines.append("| " + " | ".join([
-            f"{r['minutes']:g}", r["status"] if ok else f"**{r['status']}**: {one_line(r.get('error', ''))}",
+            str(r.get("num_channels", 64)), f"{r['minutes']:g}",
+            r["status"] if ok else f"**{r['status']}**: {one_line(r.get('error', ''))}",
+            f"{cache or 'no'} ({r['preprocessed_gib']:.1f} GiB)" if "preprocessed_gib" in r else "—",
             fmt(r.get("wall_time_s"), 1), fmt(r["wall_time_s"] / (60 * r["minutes"]) if ok else None),
             fmt(r["maxrss_self_kib"] / mib if ok else None, 0), fmt(r["maxrss_children_kib"] / mib if ok else None, 0),
             fmt(r["sampled_peak_total_kib"] / mib if ok else None, 0),
@@ -317,7 +321,7 @@ def memory_table(records: list[dict]) -> list[str]:
     if stages:
         lines += ["", "Per stage: sampled peak RSS / peak PSS of the main process plus its workers (MiB) / "
                   "time in the stage (s).", ""]
-        header = ["stage"] + [f"{r['minutes']:g} min" for r in records]
+        header = ["stage"] + [f"{r.get('num_channels', 64)} ch, {r['minutes']:g} min" for r in records]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for stage in stages:
             cells = [stage]
@@ -830,9 +834,11 @@ def write_report(workdir: Path, output: Path, benchmark_command: str | None = No
     lines += [
         "## Peak memory vs recording length",
         "",
-        "dlsort (`dlsort.pipeline.run_pipeline`, default parameters, `n_jobs=2`, `chunk_duration=\"1s\"`) on a lazy "
-        "(never saved) 64-channel Neuropixels 1.0 recording from `generate_ground_truth_recording` (40 units, "
-        "30 kHz, noise 5 uV `tile_pregenerated`, seed 42), each length in a fresh process. "
+        "dlsort (`dlsort.pipeline.run_pipeline`, default parameters, `n_jobs=2`, `chunk_duration=\"1s\"`, a scratch "
+        "folder for a disk cache as the sorter gives it) on a lazy (never saved) Neuropixels 1.0 recording from "
+        "`generate_ground_truth_recording` (40 units per 64 channels, 30 kHz, noise 5 uV `tile_pregenerated`, "
+        "seed 42), each length in a fresh process. The cache column says where `cache_preprocessing=\"auto\"` "
+        "put the preprocessed float32 traces (their size in brackets). "
         "`ru_maxrss` of the process (RUSAGE_SELF) and of its largest waited-for worker (RUSAGE_CHILDREN is the "
         "maximum over children, not a sum); the sampled column adds the RSS of the main process and all its "
         "live descendants every 0.2 s (an upper bound of what the machine holds: pages shared between the forked "

@@ -282,10 +282,12 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "cache_preprocessing": Parameter(
         "auto",
-        "Compute the preprocessed traces once into shared memory for the sorter's passes (detection, features, "
-        "templates, matching) instead of filtering, referencing and motion-interpolating them again in each: 'auto' "
-        "(when they take at most a quarter of the available memory and fit in /dev/shm) or 'none'. The traces are "
-        "the same either way, up to float32 rounding where chunks meet. 'auto' since the ground-truth benchmark: "
+        "Compute the preprocessed traces once for the sorter's passes (detection, features, templates, matching) "
+        "instead of filtering, referencing and motion-interpolating them again in each: 'memory' (shared memory, "
+        "when they take at most a quarter of the available memory and fit in /dev/shm), 'disk' (float32 in the "
+        "sort's scratch folder, removed after the sort, when 10 % of its file system stays free), 'auto' (memory, "
+        "else disk, else not cached) or 'none'. Memory and disk hold the same values, which differ from the "
+        "uncached traces only by float32 rounding where chunks meet. 'auto' since the ground-truth benchmark: "
         "wall time S 25.5 -> 17.5 s, M 64.3 -> 44.3 s, D 60.8 -> 43.2 s, well-detected units unchanged but for D "
         "(36 -> 35, a unit at the 0.8 line) (docs/benchmarks.md).",
         str,

@@ -57,8 +57,9 @@ class PipelineResult:
         The motion-correction preset applied (``"auto"`` resolved).
     common_referenced : bool
         Whether the common median was subtracted (``common_reference``, ``"auto"`` resolved).
-    preprocessing_cached : bool
-        Whether the preprocessed traces were computed once into shared memory (``cache_preprocessing``).
+    preprocessing_cache : {"memory", "disk"} or None
+        Where the preprocessed traces were computed once for the sorter's passes (``cache_preprocessing``);
+        None: not cached.
     estimated_drift_um : float or None
         Peak-to-peak drift the motion correction estimated (None without motion correction).
     matching_whitened : bool
@@ -72,7 +73,7 @@ class PipelineResult:
     num_peaks: int
     motion_correction: str | None
     common_referenced: bool = True
-    preprocessing_cached: bool = False
+    preprocessing_cache: str | None = None
     estimated_drift_um: float | None = None
     matching_whitened: bool = False
     models: list[dict] = field(default_factory=list)
@@ -123,8 +124,9 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     job_kwargs : dict
         SpikeInterface job kwargs (``n_jobs``, ``chunk_duration``, ``progress_bar``).
     scratch_folder : Path or None, default: None
-        Where intermediate traces may be written (DeepInterpolation's, computed once; see
-        ``dlsort.preprocessing.preprocess``); the caller removes it afterwards.
+        Where intermediate traces may be written (DeepInterpolation's, see
+        ``dlsort.preprocessing.preprocess``, and the preprocessed traces when they are cached on disk,
+        see ``dlsort.preprocessing.cache``); the caller removes it afterwards. None: nothing is written.
 
     Returns
     -------
@@ -147,7 +149,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         scratch_folder=scratch_folder,
     )
     drift_um = estimated_drift_um(rec)  # read from the lazy motion-corrected recording, before any cache
-    rec, cached = cache_preprocessed(rec, p["cache_preprocessing"], job_kwargs)
+    rec, cache = cache_preprocessed(rec, p["cache_preprocessing"], job_kwargs, folder=scratch_folder)
     noise_levels = get_noise_levels(
         rec,
         return_in_uV=False,
@@ -265,7 +267,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     sorting = _to_sorting(spikes, units, rec, templates.num_units)
     return PipelineResult(
         sorting=sorting, templates=templates, num_peaks=num_peaks, motion_correction=motion_preset,
-        common_referenced=referenced, preprocessing_cached=cached, estimated_drift_um=drift_um,
+        common_referenced=referenced, preprocessing_cache=cache, estimated_drift_um=drift_um,
         matching_whitened=whitened,
         models=[*interpolation_models(p["deepinterpolation_model"]), *detection_models, *denoiser.models,
                 *(encoder.models if encoder is not None else [])],

@@ -19,7 +19,7 @@ def build_provenance(
     estimated_drift_um: float | None = None,
     matching_whitened: bool = False,
     common_referenced: bool = True,
-    preprocessing_cached: bool = False,
+    preprocessing_cache: str | None = None,
 ) -> dict:
     """Assemble the provenance record of one sort.
 
@@ -43,8 +43,8 @@ def build_provenance(
         Whether template matching ran on the whitened recording.
     common_referenced : bool, default: True
         Whether the common median was subtracted (``common_reference`` resolved).
-    preprocessing_cached : bool, default: False
-        Whether the preprocessed traces were computed once into shared memory (``cache_preprocessing``).
+    preprocessing_cache : {"memory", "disk"} or None, default: None
+        Where the preprocessed traces were computed once (``cache_preprocessing``); None: not cached.
 
     Returns
     -------
@@ -68,7 +68,7 @@ def build_provenance(
         "models": models,
         "motion_correction_applied": motion_correction,
         "common_reference_applied": bool(common_referenced),
-        "preprocessing_cached": bool(preprocessing_cached),
+        "preprocessing_cache": preprocessing_cache,
         "estimated_drift_um": estimated_drift_um,
         "matching_whitened": bool(matching_whitened),
         "num_peaks": int(num_peaks),

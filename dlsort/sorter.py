@@ -12,7 +12,7 @@ from dlsort.params import DEFAULT_PARAMS, PARAMS_DESCRIPTION
 
 SORTING_FOLDER = "sorting"
 TEMPLATES_FILE = "templates.npy"
-SCRATCH_FOLDER = "scratch"  # intermediate traces during a sort (DeepInterpolation's), removed at its end
+SCRATCH_FOLDER = "scratch"  # intermediate traces during a sort (disk cache, DeepInterpolation's), removed at its end
 
 
 def job_kwargs_from_params(params: dict) -> dict:
@@ -131,7 +131,7 @@ class DlsortSorter(BaseSorter):
             result.estimated_drift_um,
             result.matching_whitened,
             result.common_referenced,
-            result.preprocessing_cached,
+            result.preprocessing_cache,
         )
         write_provenance(sorter_output_folder.parent, provenance)
 

@@ -79,27 +79,44 @@ def test_motion_corrected_recording_keeps_its_shape(accuracy_case, monkeypatch):
     assert np.corrcoef(plain.ravel(), traces.ravel())[0, 1] > 0.8
 
 
-def test_preprocessed_traces_are_cached_in_shared_memory_only_when_they_fit(monkeypatch):
+def test_preprocessed_traces_are_cached_in_memory_or_on_disk_only_where_they_fit(monkeypatch, tmp_path):
+    from spikeinterface.core import append_recordings
+
     from dlsort.preprocessing import cache
 
     lazy = preprocess(_recording("staggered", 8, seconds=3.0))
-    cached, used = cache.cache_preprocessed(lazy, "auto", {"n_jobs": 2, "chunk_duration": "0.7s"})
-    assert used and type(cached).__name__ == "SharedMemoryRecording"
+    job_kwargs = {"n_jobs": 2, "chunk_duration": "0.7s", "progress_bar": False}
+    in_memory, where = cache.cache_preprocessed(lazy, "auto", job_kwargs, folder=tmp_path)
+    assert where == "memory" and type(in_memory).__name__ == "SharedMemoryRecording"
     # the same float32 traces as the lazy chain computes them, up to rounding at other chunk edges
-    np.testing.assert_allclose(cached.get_traces(), lazy.get_traces(), atol=1e-3 * lazy.get_traces().std())
-    assert cached.get_channel_locations().tolist() == lazy.get_channel_locations().tolist()
-    assert cache.cache_preprocessed(lazy, "none") == (lazy, False)
+    np.testing.assert_allclose(in_memory.get_traces(), lazy.get_traces(), atol=1e-3 * lazy.get_traces().std())
+    assert in_memory.get_channel_locations().tolist() == lazy.get_channel_locations().tolist()
+    assert not (tmp_path / cache.CACHE_FOLDER).exists()
+    assert cache.cache_preprocessed(lazy, "none", folder=tmp_path) == (lazy, None)
+    # SpikeInterface cannot save these, in memory or on disk
+    mixed = append_recordings([lazy, lazy.frame_slice(0, 9_000)])  # start times None, then 0.0
+    assert mixed.get_segment_t_starts() == [None, 0.0]
+    assert cache.cache_preprocessed(mixed, "auto", folder=tmp_path) == (mixed, None)
     assert cache.available_memory_bytes() > 0  # Linux: /proc/meminfo
+    # too large for memory: "auto" writes the traces to the scratch folder, the same values as in memory
     monkeypatch.setattr(cache, "available_memory_bytes", lambda: 3 * lazy.get_total_memory_size())
-    assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)  # over a quarter of what is available
+    on_disk, where = cache.cache_preprocessed(lazy, "auto", job_kwargs, folder=tmp_path)
+    assert where == "disk" and (tmp_path / cache.CACHE_FOLDER / "traces_cached_seg0.raw").exists()
+    np.testing.assert_array_equal(on_disk.get_traces(), in_memory.get_traces())
+    assert on_disk.get_channel_locations().tolist() == lazy.get_channel_locations().tolist()
+    with pytest.raises(DlsortInputError, match="cache_preprocessing='memory'.*25% of the available memory"):
+        cache.cache_preprocessed(lazy, "memory")
+    assert cache.cache_preprocessed(lazy, "auto") == (lazy, None)  # no scratch folder: not cached
+    with pytest.raises(DlsortInputError, match="no scratch folder"):
+        cache.cache_preprocessed(lazy, "disk")
+    monkeypatch.setattr(cache, "disk_room_bytes", lambda folder: lazy.get_total_memory_size())
+    assert cache.cache_preprocessed(lazy, "auto", folder=tmp_path) == (lazy, None)  # disk too full as well
+    with pytest.raises(DlsortInputError, match="10% of the free space"):
+        cache.cache_preprocessed(lazy, "disk", folder=tmp_path)
     monkeypatch.setattr(cache, "available_memory_bytes", lambda: None)
-    assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)
+    assert cache.cache_preprocessed(lazy, "auto") == (lazy, None)
     monkeypatch.setattr(cache, "available_memory_bytes", lambda: 100 * lazy.get_total_memory_size())
     monkeypatch.setattr(cache, "shared_memory_room_bytes", lambda: lazy.get_total_memory_size())
-    assert cache.cache_preprocessed(lazy, "auto") == (lazy, False)  # /dev/shm too small (a Docker container)
-    from spikeinterface.core import append_recordings
-
-    mixed = append_recordings([lazy, lazy.frame_slice(0, 9_000)])  # start times None, then 0.0
-    assert mixed.get_segment_t_starts() == [None, 0.0] and cache.cache_preprocessed(mixed, "auto") == (mixed, False)
+    assert cache.cache_preprocessed(lazy, "auto") == (lazy, None)  # /dev/shm too small (a Docker container)
     with pytest.raises(DlsortInputError, match="cache_preprocessing='always'"):
         cache.cache_preprocessed(lazy, "always")

@@ -44,12 +44,25 @@ def test_output_folder_holds_sorting_templates_and_provenance(tiny_recording, tm
     assert provenance["motion_correction_applied"] is None  # 8 channels: "auto" applies none
     # 8 contacts within 90 x 60 um: a spike reaches most of them, so "auto" leaves the median in
     assert provenance["common_reference_applied"] is False
+    assert provenance["preprocessing_cache"] == "memory"  # a few MiB: "auto" keeps them in shared memory
     assert provenance["num_units"] == len(sorting.unit_ids)
     templates = np.load(folder / "sorter_output" / "templates.npy")
     assert templates.shape[0] == len(sorting.unit_ids)
     assert templates.shape[2] == tiny_recording.get_num_channels()
     again = ss.read_sorter_folder(folder)
     assert np.array_equal(again.to_spike_vector(), sorting.to_spike_vector())
+
+
+def test_a_disk_cache_sorts_as_the_memory_cache_and_is_removed_after_the_sort(tiny_recording, tmp_path):
+    sortings = {}
+    for where in ("memory", "disk"):
+        folder = tmp_path / where
+        sortings[where] = ss.run_sorter("dlsort", tiny_recording, folder=folder, n_jobs=2, progress_bar=False,
+                                        cache_preprocessing=where)
+        assert json.loads((folder / "provenance.json").read_text())["preprocessing_cache"] == where
+        assert not (folder / "sorter_output" / "scratch").exists()
+    assert len(sortings["disk"].unit_ids) > 0
+    assert np.array_equal(sortings["disk"].to_spike_vector(), sortings["memory"].to_spike_vector())
 
 
 def test_multi_segment_recording(tiny_recording, tmp_path):
