@@ -112,9 +112,10 @@ def candidate_logits(network, traces: np.ndarray, samples: np.ndarray, channels:
                      device: str = "cpu", batch_size: int = 4096) -> np.ndarray:
     """Logits at ``samples - reach`` to ``samples + reach`` on each candidate's channel only.
 
-    Each candidate's neighbourhood window spans the network's receptive field on both sides, so
-    the logits equal those ``detection_logits`` computes on the whole chunk. ``samples`` must lie
-    at least ``receptive_field // 2 + reach`` samples inside ``traces``.
+    Each candidate's neighbourhood window spans the network's receptive field on both sides of
+    the reach and the network computes only the samples whose receptive field lies inside it
+    (``valid``), so the logits equal those ``detection_logits`` computes on the whole chunk.
+    ``samples`` must lie at least ``receptive_field // 2 + reach`` samples inside ``traces``.
 
     Returns
     -------
@@ -124,7 +125,6 @@ def candidate_logits(network, traces: np.ndarray, samples: np.ndarray, channels:
     import torch
 
     half = network.receptive_field // 2 + reach
-    centre = slice(half - reach, half + reach + 1)
     out = np.empty((len(samples), 2 * reach + 1), dtype="float32")
     with torch.inference_mode():
         for start in range(0, len(samples), batch_size):
@@ -133,7 +133,7 @@ def candidate_logits(network, traces: np.ndarray, samples: np.ndarray, channels:
             inputs = (torch.as_tensor(np.ascontiguousarray(np.transpose(windows, (0, 2, 1))), device=device),
                       torch.as_tensor(relative_positions[channels[start:stop]], device=device),
                       torch.as_tensor(neighbourhoods.mask[channels[start:stop]], device=device))
-            out[start:stop] = network(*inputs)[:, centre].cpu().numpy()
+            out[start:stop] = network(*inputs, valid=True).cpu().numpy()
     return out
 
 

@@ -47,6 +47,15 @@ def test_network_ignores_padding_and_the_order_of_neighbours():
         network(traces, positions[:, :, :1], mask)
 
 
+def test_valid_logits_are_the_padded_ones_whose_receptive_field_lies_inside_the_window():
+    network = _random_network()
+    traces, positions, mask = _inputs()
+    half = network.receptive_field // 2
+    valid = network(traces, positions, mask, valid=True)
+    assert valid.shape == (3, 50 - 2 * half)
+    assert torch.allclose(valid, network(traces, positions, mask)[:, half:-half], atol=1e-5)
+
+
 def test_candidate_logits_equal_the_dense_map_at_the_candidates():
     network = _random_network()
     rng = np.random.default_rng(1)

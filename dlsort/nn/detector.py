@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -46,7 +47,8 @@ class NeighbourhoodDetector(nn.Module):
             nn.Conv1d(hidden, 1, 1),
         )
 
-    def forward(self, traces: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, traces: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
+                valid: bool = False) -> torch.Tensor:
         """Logits of a spike centred on the first channel of each neighbourhood.
 
         Parameters
@@ -57,11 +59,15 @@ class NeighbourhoodDetector(nn.Module):
             (batch, slots, 2) positions relative to the centre, in um.
         mask : torch.Tensor
             (batch, slots), 1 for a real channel and 0 for padding; slot 0 must be 1.
+        valid : bool, default: False
+            Compute only the samples whose whole receptive field lies inside ``traces`` (no zero
+            padding; the samples ``receptive_field // 2`` from either end are dropped). They equal
+            the same samples of the padded output, at a fraction of the cost on short windows.
 
         Returns
         -------
         torch.Tensor
-            (batch, samples) logits.
+            (batch, samples) logits, or (batch, samples - receptive_field + 1) when ``valid``.
         """
         if traces.ndim != 3 or positions.shape != (*traces.shape[:2], 2) or mask.shape != traces.shape[:2]:
             raise ValueError(
@@ -70,7 +76,8 @@ class NeighbourhoodDetector(nn.Module):
             )
         batch, slots, samples = traces.shape
         mask = mask.to(traces.dtype)
-        encoded = self.encoder(traces.reshape(batch * slots, 1, samples)).reshape(batch, slots, self.filters, samples)
+        encoded = F.relu(_convolve(self.encoder[0], traces.reshape(batch * slots, 1, samples), valid))
+        encoded = encoded.reshape(batch, slots, self.filters, encoded.shape[-1])
         relative = positions / self.position_scale_um
         geometry = torch.cat([relative, relative.norm(dim=-1, keepdim=True)], dim=-1)
         weights = self.mixing(geometry) * mask[..., None]  # (batch, slots, 2 * filters)
@@ -80,4 +87,10 @@ class NeighbourhoodDetector(nn.Module):
         strongest = others.amax(dim=1) if slots > 1 else torch.zeros_like(encoded[:, 0])
         strongest = torch.clamp(strongest, min=0.0)  # encodings are >= 0; an all-padding neighbourhood gives 0
         features = torch.cat([encoded[:, 0], pooled, contrast, strongest], dim=1)
-        return self.readout(features)[:, 0]
+        hidden = F.relu(_convolve(self.readout[0], features, valid))
+        return self.readout[2](hidden)[:, 0]
+
+
+def _convolve(layer: nn.Conv1d, inputs: torch.Tensor, valid: bool) -> torch.Tensor:
+    """``layer`` applied with its own ("same") padding, or none (``valid``)."""
+    return F.conv1d(inputs, layer.weight, layer.bias, padding=0 if valid else layer.padding)
