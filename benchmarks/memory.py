@@ -38,10 +38,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 JOB_KWARGS = {"n_jobs": 2, "chunk_duration": "1s", "progress_bar": False}
 # Functions of dlsort.pipeline that are timed and memory-profiled as stages (wrapped at run time).
 STAGES = [
-    "resolve_motion_correction", "preprocess", "cache_preprocessed", "get_noise_levels", "detect_peaks",
-    "sample_peaks_per_channel",
-    "build_neighbourhoods", "extract_features", "cluster", "estimate_templates", "merge_similar",
-    "templates_from_features", "clean_templates", "match_templates", "remove_ghosts_and_duplicates", "_to_sorting",
+    "resolve_motion_correction", "preprocess", "cache_preprocessed", "motion_corrected", "get_noise_levels",
+    "detect_peaks", "sample_peaks_per_channel", "build_neighbourhoods", "extract_features", "cluster",
+    "estimate_templates", "merge_similar", "templates_from_features", "clean_templates", "match_templates",
+    "remove_ghosts_and_duplicates", "_to_sorting",
 ]
 
 

@@ -282,8 +282,8 @@ PARAMETERS: dict[str, Parameter] = {
     ),
     "cache_preprocessing": Parameter(
         "auto",
-        "Compute the preprocessed traces once for the sorter's passes (detection, features, templates, matching) "
-        "instead of filtering, referencing and motion-interpolating them again in each: 'memory' (shared memory, "
+        "Compute the filtered and referenced traces once for the sorter's passes (motion estimation, detection, "
+        "features, templates, matching) instead of filtering them again in each: 'memory' (shared memory, "
         "when they take at most a quarter of the available memory and fit in /dev/shm), 'disk' (float32 in the "
         "sort's scratch folder, removed after the sort, when 10 % of its file system stays free), 'auto' (memory, "
         "else disk, else not cached) or 'none'. Memory and disk hold the same values, which differ from the "

@@ -1,6 +1,6 @@
 """The dlsort pipeline, top-down.
 
-recording -> preprocess (filter, reference, motion correction) -> detect peaks -> sample peaks
+recording -> preprocess (filter, reference; cached) -> motion correction -> detect peaks -> sample peaks
 for clustering -> neighbourhood snippets -> denoise -> features -> HDBSCAN (+ optional split)
 -> merge clusters with similar feature-decoded templates -> templates from the recording ->
 clean -> template matching over the whole recording -> curation -> sorting.
@@ -25,7 +25,13 @@ from dlsort.denoising import make_denoiser
 from dlsort.detection import detect_peaks
 from dlsort.features import extract_features
 from dlsort.matching import match_templates, should_whiten, whiten_for_matching
-from dlsort.preprocessing import estimated_drift_um, preprocess, resolve_common_reference, resolve_motion_correction
+from dlsort.preprocessing import (
+    estimated_drift_um,
+    motion_corrected,
+    preprocess,
+    resolve_common_reference,
+    resolve_motion_correction,
+)
 from dlsort.preprocessing.cache import cache_preprocessed
 from dlsort.spike_encoder import make_spike_encoder
 from dlsort.templates import (
@@ -142,14 +148,17 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         freq_min=p["freq_min"],
         freq_max=p["freq_max"],
         common_reference=referenced,
-        motion_correction=motion_preset,
+        motion_correction=None,
         job_kwargs=job_kwargs,
         deepinterpolation_model=p["deepinterpolation_model"],
         device=device,
         scratch_folder=scratch_folder,
     )
-    drift_um = estimated_drift_um(rec)  # read from the lazy motion-corrected recording, before any cache
+    # The filtered traces are computed once; motion is estimated on them and interpolated lazily by every pass
+    # (a spatial mix at each sample, cheap beside filtering).
     rec, cache = cache_preprocessed(rec, p["cache_preprocessing"], job_kwargs, folder=scratch_folder)
+    rec = motion_corrected(rec, motion_preset, job_kwargs)
+    drift_um = estimated_drift_um(rec)
     noise_levels = get_noise_levels(
         rec,
         return_in_uV=False,

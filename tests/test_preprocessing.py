@@ -4,7 +4,14 @@ from spikeinterface.core import NumpyRecording
 
 from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
-from dlsort.preprocessing import MOTION_PRESETS, preprocess, resolve_common_reference, resolve_motion_correction
+from dlsort.preprocessing import (
+    MOTION_PRESETS,
+    motion_corrected,
+    preprocess,
+    resolve_common_reference,
+    resolve_motion_correction,
+)
+from dlsort.preprocessing.cache import cache_preprocessed
 from dlsort.preprocessing.standard import BOUNDED_MOTION_ESTIMATION
 
 
@@ -64,7 +71,7 @@ def test_bounded_motion_estimation_applies_to_dredge_presets_only():
         assert (preset in BOUNDED_MOTION_ESTIMATION) == uses_dredge, preset
 
 
-def test_motion_corrected_recording_keeps_its_shape(accuracy_case, monkeypatch):
+def test_motion_corrected_recording_keeps_its_shape_cached_or_not(accuracy_case, monkeypatch):
     recording, _ = accuracy_case
     # 30 s in 5-s bins and 2-bin chunks: the online estimation registers three consecutive chunks.
     monkeypatch.setitem(BOUNDED_MOTION_ESTIMATION, "rigid_fast", {"batching_mode": "online", "chunk_len_s": 2})
@@ -77,6 +84,14 @@ def test_motion_corrected_recording_keeps_its_shape(accuracy_case, monkeypatch):
     # a static recording: the correction must not wreck the signal (most of its variance survives)
     plain = preprocess(recording).get_traces(start_frame=300_000, end_frame=330_000)
     assert np.corrcoef(plain.ravel(), traces.ravel())[0, 1] > 0.8
+    # as the pipeline runs it: estimated on the cached filtered traces, interpolated lazily on them
+    job_kwargs = {"n_jobs": 1, "progress_bar": False}
+    cached, where = cache_preprocessed(preprocess(recording), "memory", job_kwargs)
+    on_cache = motion_corrected(cached, "rigid_fast", job_kwargs)
+    assert where == "memory" and type(on_cache).__name__ == "InterpolateMotionRecording"
+    np.testing.assert_allclose(on_cache.get_traces(start_frame=300_000, end_frame=330_000), traces,
+                               atol=1e-3 * traces.std())
+    assert motion_corrected(cached, None) is cached
 
 
 def test_preprocessed_traces_are_cached_in_memory_or_on_disk_only_where_they_fit(monkeypatch, tmp_path):

@@ -4,10 +4,11 @@ from dlsort.preprocessing.deepinterpolation import deepinterpolate
 from dlsort.preprocessing.standard import (
     MOTION_PRESETS,
     estimated_drift_um,
+    motion_corrected,
     preprocess,
     resolve_common_reference,
     resolve_motion_correction,
 )
 
-__all__ = ["MOTION_PRESETS", "deepinterpolate", "estimated_drift_um", "preprocess", "resolve_common_reference",
-           "resolve_motion_correction"]
+__all__ = ["MOTION_PRESETS", "deepinterpolate", "estimated_drift_um", "motion_corrected", "preprocess",
+           "resolve_common_reference", "resolve_motion_correction"]

@@ -1,15 +1,17 @@
 """Keeping the preprocessed traces for the sorter's passes over the recording: in shared memory or on disk.
 
-The sorter reads the preprocessed recording several times (peak detection, features, templates,
-template matching); a lazy recording filters, references and motion-interpolates every chunk
+The sorter reads the filtered recording several times (motion estimation, peak detection,
+features, templates, template matching); a lazy recording filters and references every chunk
 again in each pass, and the features and templates passes, which read snippets scattered over the
 whole recording, compute nearly every chunk for a few snippets each. The traces are therefore
-computed once: into a shared-memory buffer that the parallel workers read directly when they fit
-comfortably in memory, otherwise into a float32 binary folder in the sort's scratch folder (read
-back through memory maps, so the page cache serves them when memory allows). Both hold the same
-float32 values, computed chunk by chunk with the job's chunking; they differ from the lazy chain's
-only by rounding where chunks meet (the lazy chain filters each chunk with its own margins), which
-can move a unit that sits at a threshold, as any change of chunking can.
+computed once (before motion correction, whose estimate then reads them and whose interpolation, a
+spatial mix of channels at each sample, stays lazy): into a shared-memory buffer that the parallel
+workers read directly when they fit comfortably in memory, otherwise into a float32 binary folder
+in the sort's scratch folder (read back through memory maps, so the page cache serves them when
+memory allows). Both hold the same float32 values, computed chunk by chunk with the job's chunking;
+they differ from the lazy chain's only by rounding where chunks meet (the lazy chain filters each
+chunk with its own margins), which can move a unit that sits at a threshold, as any change of
+chunking can.
 """
 
 from __future__ import annotations

@@ -103,8 +103,7 @@ def preprocess(
         only where a spike reaches fewer than half of the channels (``resolve_common_reference``).
     motion_correction : str or None, default: None
         A SpikeInterface ``correct_motion`` preset (one of ``MOTION_PRESETS``), ``"auto"``
-        (see ``resolve_motion_correction``) or None. The DREDge presets run in SpikeInterface's online
-        batching mode (``BOUNDED_MOTION_ESTIMATION``) so that memory does not grow with recording length.
+        (see ``resolve_motion_correction``) or None, applied last by :func:`motion_corrected`.
     job_kwargs : dict or None
         Job kwargs for the motion estimation.
     deepinterpolation_model : str, Path or None, default: None
@@ -139,12 +138,36 @@ def preprocess(
         out = deepinterpolate(out, deepinterpolation_model, device=device)
         if scratch_folder is not None:
             out = out.save(folder=Path(scratch_folder) / "deepinterpolated", overwrite=True, **dict(job_kwargs or {}))
-    preset = resolve_motion_correction(recording, motion_correction)
-    if preset is not None:
-        estimate_motion_kwargs = BOUNDED_MOTION_ESTIMATION.get(preset, {})
-        out = spre.correct_motion(out, preset=preset, estimate_motion_kwargs=estimate_motion_kwargs,
-                                  **dict(job_kwargs or {}))
-    return out
+    return motion_corrected(out, resolve_motion_correction(recording, motion_correction), job_kwargs)
+
+
+def motion_corrected(recording, preset: str | None, job_kwargs: dict | None = None):
+    """Estimate the motion of a filtered recording and interpolate it away, lazily (SpikeInterface).
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        Filtered (and referenced) recording with a probe: the motion is estimated on it now (one
+        pass), and each later read interpolates its channels to where the tissue was (a spatial
+        mix of neighbouring channels at every sample).
+    preset : str or None
+        One of ``MOTION_PRESETS`` (already resolved, not ``"auto"``); None returns ``recording``.
+        The DREDge presets run in the online batching mode of ``BOUNDED_MOTION_ESTIMATION``.
+    job_kwargs : dict or None
+        Job kwargs for the motion estimation.
+
+    Returns
+    -------
+    BaseRecording
+        SpikeInterface's ``InterpolateMotionRecording``, or ``recording`` itself.
+    """
+    import spikeinterface.preprocessing as spre
+
+    if preset is None:
+        return recording
+    check_choice("motion_correction", preset, MOTION_PRESETS)
+    bounded = BOUNDED_MOTION_ESTIMATION.get(preset, {})
+    return spre.correct_motion(recording, preset=preset, estimate_motion_kwargs=bounded, **dict(job_kwargs or {}))
 
 
 def estimated_drift_um(recording) -> float | None:
