@@ -130,9 +130,9 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     job_kwargs : dict
         SpikeInterface job kwargs (``n_jobs``, ``chunk_duration``, ``progress_bar``).
     scratch_folder : Path or None, default: None
-        Where intermediate traces may be written (DeepInterpolation's, see
-        ``dlsort.preprocessing.preprocess``, and the preprocessed traces when they are cached on disk,
-        see ``dlsort.preprocessing.cache``); the caller removes it afterwards. None: nothing is written.
+        Where intermediate traces may be written: the preprocessed traces when they are cached on disk
+        (``dlsort.preprocessing.cache``), or the DeepInterpolated ones with ``cache_preprocessing="none"``
+        (``dlsort.preprocessing.preprocess``); the caller removes it afterwards. None: nothing is written.
 
     Returns
     -------
@@ -152,7 +152,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         job_kwargs=job_kwargs,
         deepinterpolation_model=p["deepinterpolation_model"],
         device=device,
-        scratch_folder=scratch_folder,
+        # DeepInterpolated traces are written to the scratch folder only when no cache will hold them (once)
+        scratch_folder=scratch_folder if p["cache_preprocessing"] == "none" else None,
     )
     # The filtered traces are computed once; motion is estimated on them and interpolated lazily by every pass
     # (a spatial mix at each sample, cheap beside filtering).
