@@ -301,11 +301,10 @@ def memory_table(records: list[dict]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in records:
         ok = r["status"] == "ok"
-        cache = r.get("preprocessing_cache", "—")
         lines.append("| " + " | ".join([
             str(r.get("num_channels", 64)), f"{r['minutes']:g}",
             r["status"] if ok else f"**{r['status']}**: {one_line(r.get('error', ''))}",
-            f"{cache or 'no'} ({r['preprocessed_gib']:.1f} GiB)" if "preprocessed_gib" in r else "—",
+            f"{r['preprocessing_cache'] or 'no'} ({r['preprocessed_gib']:.1f} GiB)" if "preprocessed_gib" in r else "—",
             fmt(r.get("wall_time_s"), 1), fmt(r["wall_time_s"] / (60 * r["minutes"]) if ok else None),
             fmt(r["maxrss_self_kib"] / mib if ok else None, 0), fmt(r["maxrss_children_kib"] / mib if ok else None, 0),
             fmt(r["sampled_peak_total_kib"] / mib if ok else None, 0),
