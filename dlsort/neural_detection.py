@@ -3,9 +3,9 @@
 ``detection_logits`` runs a ``dlsort.nn.NeighbourhoodDetector`` over a chunk of standardized
 traces (every channel is the centre of its own distance-ordered neighbourhood);
 ``candidate_logits`` runs it only around given samples (the same values, at a fraction of the
-cost); ``pick_peaks`` keeps the samples whose logit passes a threshold and is the largest within
-``exclude`` samples and the exclusion neighbourhood (locally exclusive, as SpikeInterface's
-threshold detector). ``NeuralPeakDetector`` wraps them as a SpikeInterface ``PeakDetector``
+cost); the peaks are the logits above a threshold that are the largest within ``exclude``
+samples and the exclusion neighbourhood (``dlsort.peak_picking``, locally exclusive as
+SpikeInterface's threshold detector). ``NeuralPeakDetector`` wraps them as a SpikeInterface ``PeakDetector``
 node, so the detector runs in any node pipeline, chunked and in parallel.
 """
 
@@ -16,6 +16,7 @@ import os
 import numpy as np
 from spikeinterface.core.node_pipeline import PeakDetector, base_peak_dtype
 
+from dlsort.peak_picking import candidate_troughs, exclusion_adjacency, exclusive_maxima, pick_peaks
 from dlsort.waveforms import Neighbourhoods, build_neighbourhoods, cut_snippets
 from dlsort.workers import adopt_torch_in_worker
 
@@ -68,43 +69,6 @@ def detection_logits(network, traces: np.ndarray, neighbourhoods: Neighbourhoods
                       torch.as_tensor(neighbourhoods.mask[start:stop], device=device))
             logits[start:stop] = network(*inputs).cpu().numpy()
     return logits
-
-
-def candidate_troughs(traces: np.ndarray,
-                      threshold: float = DEFAULT_CANDIDATE_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
-    """Channels and samples of the local minima below ``-threshold`` of (num_samples, num_channels) traces."""
-    inner = traces[1:-1]
-    trough = (inner <= -threshold) & (inner < traces[:-2]) & (inner <= traces[2:])
-    samples, channels = np.nonzero(trough)
-    return channels, samples + 1
-
-
-def pick_peaks(logits: np.ndarray, threshold: float, exclude: int,
-               exclusion: Neighbourhoods) -> tuple[np.ndarray, np.ndarray]:
-    """Locally exclusive maxima of a (num_channels, num_samples) logit map above ``threshold``.
-
-    A sample of a channel is a peak when its logit is at least ``threshold``, strictly above the
-    previous sample's (so a plateau gives one peak) and the largest within ``exclude`` samples
-    on every channel of ``exclusion[channel]``.
-
-    Returns
-    -------
-    samples, channels : np.ndarray
-        int64 indices of the peaks, sorted by sample then channel.
-    """
-    from scipy.ndimage import maximum_filter1d
-
-    over_time = maximum_filter1d(logits, size=2 * exclude + 1, axis=1, mode="constant", cval=-np.inf)
-    padded = np.concatenate([over_time, np.full((1, logits.shape[1]), -np.inf, dtype=over_time.dtype)])
-    slots = np.where(exclusion.mask, exclusion.indices, len(logits))
-    local_max = padded[slots[:, 0]]
-    for column in slots.T[1:]:
-        np.maximum(local_max, padded[column], out=local_max)
-    rising = np.ones_like(logits, dtype=bool)
-    rising[:, 1:] = logits[:, 1:] > logits[:, :-1]
-    channels, samples = np.nonzero((logits >= threshold) & (logits >= local_max) & rising)
-    order = np.lexsort((channels, samples))
-    return samples[order].astype("int64"), channels[order].astype("int64")
 
 
 def candidate_logits(network, traces: np.ndarray, samples: np.ndarray, channels: np.ndarray,
@@ -190,6 +154,7 @@ class NeuralPeakDetector(PeakDetector):
                                                    max_width=geometry["neighbourhood_slots"])
         self.relative_positions = self.neighbourhoods.relative_positions(locations)
         self.exclusion = build_neighbourhoods(locations, radius_um)
+        self.adjacency = exclusion_adjacency(self.exclusion)
         self.noise_levels = np.asarray(noise_levels, dtype="float32")
         self.threshold, self.mode, self.candidate_threshold = float(threshold), mode, float(candidate_threshold)
         self.exclude = int(exclude_sweep_ms * self.rate / 1000.0)
@@ -243,9 +208,15 @@ class NeuralPeakDetector(PeakDetector):
         channels, samples = channels[inside], samples[inside]
         logits = candidate_logits(self.network, standardized, samples, channels, self.neighbourhoods,
                                   self.relative_positions, device=self.device, batch_size=self.batch_size)
-        sparse = np.full(standardized.T.shape, -np.inf, dtype="float32")
-        np.maximum.at(sparse, (channels, samples + np.argmax(logits, axis=1) - REACH), logits.max(axis=1))
-        return pick_peaks(sparse, self.threshold, self.exclude, self.exclusion)
+        best, samples = logits.max(axis=1), samples + np.argmax(logits, axis=1) - REACH
+        passed = best >= self.threshold
+        best, samples, channels = best[passed], samples[passed], channels[passed]
+        # candidates that moved to the same sample of a channel are one entry, with their best logit
+        order = np.lexsort((-best, samples, channels))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (np.diff(samples[order]) != 0) | (np.diff(channels[order]) != 0)
+        unique = order[first]
+        return exclusive_maxima(samples[unique], channels[unique], best[unique], self.exclude, self.adjacency)
 
     def _resample(self, traces: np.ndarray) -> np.ndarray:
         """Traces on the network's sampling grid (unchanged when the rates agree)."""

@@ -12,7 +12,7 @@ from conftest import JOB, folder_of, saved_recording
 from dlsort.detection import detect_peaks
 from dlsort.detection_scores import ground_truth_main_channels, score_detection
 from dlsort.errors import DlsortInputError
-from dlsort.neural_detection import candidate_logits, detection_logits, pick_peaks
+from dlsort.neural_detection import candidate_logits, detection_logits
 from dlsort.nn import NeighbourhoodDetector
 from dlsort.training.detector import DEFAULT_GEOMETRY, DetectorGeometry, detector_card
 from dlsort.training.trainer import TrainingReport, write_model
@@ -68,19 +68,6 @@ def test_candidate_logits_equal_the_dense_map_at_the_candidates():
     around = candidate_logits(network, traces, samples, channels, neighbourhoods, relative, reach=2)
     expected = dense[channels[:, None], samples[:, None] + np.arange(-2, 3)]
     np.testing.assert_allclose(around, expected, atol=1e-5)
-
-
-def test_pick_peaks_is_locally_exclusive_in_time_and_space():
-    locations = np.array([[0.0, 0.0], [0.0, 20.0], [0.0, 200.0]])
-    exclusion = build_neighbourhoods(locations, 50.0)
-    logits = np.full((3, 100), -5.0, dtype="float32")
-    logits[0, 30], logits[1, 32] = 2.0, 3.0  # neighbours, 2 samples apart: only the larger survives
-    logits[2, 31] = 1.0  # far away: kept
-    logits[0, 80], logits[0, 82] = 2.0, 2.5  # same channel within the exclusion: the larger
-    logits[1, 60:63] = 1.5  # a plateau gives one peak
-    samples, channels = pick_peaks(logits, 0.0, exclude=5, exclusion=exclusion)
-    assert list(zip(samples, channels)) == [(31, 2), (32, 1), (60, 1), (82, 0)]
-    assert pick_peaks(logits, 2.6, exclude=5, exclusion=exclusion)[0].tolist() == [32]
 
 
 def _write_detector(folder, network: NeighbourhoodDetector, geometry: DetectorGeometry = DEFAULT_GEOMETRY) -> str:

@@ -12,7 +12,7 @@ from dlsort.preprocessing import (
     resolve_motion_correction,
 )
 from dlsort.preprocessing.cache import cache_preprocessed
-from dlsort.preprocessing.standard import BOUNDED_MOTION_ESTIMATION
+from dlsort.preprocessing.motion import BOUNDED_MOTION_ESTIMATION
 
 
 def _recording(probe_kind: str, num_channels: int, seconds: float = 1.0):

@@ -1,4 +1,4 @@
-"""Classical preprocessing with SpikeInterface: band-pass, common reference, motion correction."""
+"""Classical preprocessing with SpikeInterface: band-pass, common reference (motion correction: ``.motion``)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from dlsort.errors import check_choice
+from dlsort.preprocessing.motion import motion_corrected, resolve_motion_correction
 
-MOTION_PRESETS = ("dredge_fast", "nonrigid_fast_and_accurate", "rigid_fast", "kilosort_like")
-AUTO_MOTION_PRESET = "dredge_fast"
 # Contacts within this distance of a spike's main contact still carry a large part of its amplitude.
 SPIKE_REACH_UM = 50.0
-# DREDge's default "full" batching cross-correlates every pair of time bins of the whole recording, so its
-# memory grows with the square of the recording length (dlsort's main process reached 1.2 GiB on 20 min of
-# 64 channels). "online" batching registers consecutive chunks of ``chunk_len_s`` time bins (1 s bins for
-# dredge_fast, 5 s for rigid_fast: 120 s and 600 s chunks), each against the previous one.
-BOUNDED_MOTION_ESTIMATION = {
-    "dredge_fast": {"batching_mode": "online", "chunk_len_s": 120},
-    "rigid_fast": {"batching_mode": "online", "chunk_len_s": 120},
-}
-
-
-def resolve_motion_correction(recording, motion_correction: str | None) -> str | None:
-    """The motion-correction preset to apply: ``"auto"`` becomes ``"dredge_fast"`` on shank-like probes.
-
-    Motion is estimated along depth, which needs a probe that is long and narrow: ``"auto"``
-    applies ``AUTO_MOTION_PRESET`` when the probe has more than 32 channels spanning at most
-    60 um across, and nothing otherwise.
-
-    Parameters
-    ----------
-    recording : BaseRecording
-    motion_correction : str or None
-        ``"auto"``, one of ``MOTION_PRESETS``, or None.
-
-    Returns
-    -------
-    str or None
-    """
-    if motion_correction != "auto":
-        if motion_correction is not None:
-            check_choice("motion_correction", motion_correction, ("auto", *MOTION_PRESETS))
-        return motion_correction
-    x = recording.get_channel_locations()[:, 0]
-    shank_like = recording.get_num_channels() > 32 and np.ptp(x) <= 60.0
-    return AUTO_MOTION_PRESET if shank_like else None
 
 
 def resolve_common_reference(recording, common_reference: bool | str) -> bool:
@@ -139,54 +104,3 @@ def preprocess(
         if scratch_folder is not None:
             out = out.save(folder=Path(scratch_folder) / "deepinterpolated", overwrite=True, **dict(job_kwargs or {}))
     return motion_corrected(out, resolve_motion_correction(recording, motion_correction), job_kwargs)
-
-
-def motion_corrected(recording, preset: str | None, job_kwargs: dict | None = None):
-    """Estimate the motion of a filtered recording and interpolate it away, lazily (SpikeInterface).
-
-    Parameters
-    ----------
-    recording : BaseRecording
-        Filtered (and referenced) recording with a probe: the motion is estimated on it now (one
-        pass), and each later read interpolates its channels to where the tissue was (a spatial
-        mix of neighbouring channels at every sample).
-    preset : str or None
-        One of ``MOTION_PRESETS`` (already resolved, not ``"auto"``); None returns ``recording``.
-        The DREDge presets run in the online batching mode of ``BOUNDED_MOTION_ESTIMATION``.
-    job_kwargs : dict or None
-        Job kwargs for the motion estimation.
-
-    Returns
-    -------
-    BaseRecording
-        SpikeInterface's ``InterpolateMotionRecording``, or ``recording`` itself.
-    """
-    import spikeinterface.preprocessing as spre
-
-    if preset is None:
-        return recording
-    check_choice("motion_correction", preset, MOTION_PRESETS)
-    bounded = BOUNDED_MOTION_ESTIMATION.get(preset, {})
-    return spre.correct_motion(recording, preset=preset, estimate_motion_kwargs=bounded, **dict(job_kwargs or {}))
-
-
-def estimated_drift_um(recording) -> float | None:
-    """Peak-to-peak of the drift that motion correction estimated for ``recording``, over time, at any depth.
-
-    Parameters
-    ----------
-    recording : BaseRecording
-        A recording from :func:`preprocess`.
-
-    Returns
-    -------
-    float or None
-        In um; None when the recording was not motion-corrected (its last step is not SpikeInterface's
-        motion interpolation).
-    """
-    from spikeinterface.sortingcomponents.motion.motion_interpolation import InterpolateMotionRecording
-
-    if not isinstance(recording, InterpolateMotionRecording):
-        return None
-    displacement = np.concatenate(recording._kwargs["motion"].displacement, axis=0)  # time bins x depth bins
-    return float(np.ptp(displacement, axis=0).max()) if displacement.size else 0.0
