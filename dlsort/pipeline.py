@@ -158,8 +158,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     # The filtered traces are computed once; motion is estimated on them and interpolated lazily by every pass
     # (a spatial mix at each sample, cheap beside filtering).
     rec, cache = cache_preprocessed(rec, p["cache_preprocessing"], job_kwargs, folder=scratch_folder)
-    rec = motion_corrected(rec, motion_preset, job_kwargs, seed=seed)
-    drift_um = estimated_drift_um(rec)
+    rec, motion = motion_corrected(rec, motion_preset, job_kwargs, seed=seed)
+    drift_um = estimated_drift_um(motion)
     noise_levels = get_noise_levels(
         rec,
         return_in_uV=False,

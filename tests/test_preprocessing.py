@@ -6,6 +6,7 @@ from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
 from dlsort.preprocessing import (
     MOTION_PRESETS,
+    estimated_drift_um,
     motion_corrected,
     preprocess,
     resolve_common_reference,
@@ -72,10 +73,21 @@ def test_bounded_motion_estimation_applies_to_dredge_presets_only():
 
 
 def test_motion_corrected_recording_keeps_its_shape_cached_or_not(accuracy_case, monkeypatch):
+    from spikeinterface.core.motion import Motion
+    from spikeinterface.sortingcomponents import motion as si_motion
+
     recording, _ = accuracy_case
-    # 30 s in 5-s bins and 2-bin chunks: the online estimation registers three consecutive chunks.
-    monkeypatch.setitem(BOUNDED_MOTION_ESTIMATION, "rigid_fast", {"batching_mode": "online", "chunk_len_s": 2})
-    corrected = preprocess(recording, motion_correction="rigid_fast", job_kwargs={"n_jobs": 1, "progress_bar": False})
+    # 30 s in 1-s bins and 10-bin chunks: the online estimation registers three consecutive chunks.
+    monkeypatch.setitem(BOUNDED_MOTION_ESTIMATION, "dredge_fast", {"batching_mode": "online", "chunk_len_s": 10})
+    estimate, estimates = si_motion.estimate_motion, []
+
+    def offset(*args, **kwargs):  # this recording does not move: a 3-um offset makes the interpolation run
+        estimates.append(estimate(*args, **kwargs))
+        return Motion([bins + 3.0 for bins in estimates[-1].displacement], estimates[-1].temporal_bins_s,
+                      estimates[-1].spatial_bins_um)
+
+    monkeypatch.setattr(si_motion, "estimate_motion", offset)
+    corrected = preprocess(recording, motion_correction="dredge_fast", job_kwargs={"n_jobs": 1, "progress_bar": False})
     assert type(corrected).__name__ == "InterpolateMotionRecording"
     assert corrected.get_num_samples() == recording.get_num_samples()
     traces = corrected.get_traces(start_frame=300_000, end_frame=330_000)
@@ -87,11 +99,31 @@ def test_motion_corrected_recording_keeps_its_shape_cached_or_not(accuracy_case,
     # as the pipeline runs it: estimated on the cached filtered traces, interpolated lazily on them
     job_kwargs = {"n_jobs": 1, "progress_bar": False}
     cached, where = cache_preprocessed(preprocess(recording), "memory", job_kwargs)
-    on_cache = motion_corrected(cached, "rigid_fast", job_kwargs)
+    on_cache, motion = motion_corrected(cached, "dredge_fast", job_kwargs)
     assert where == "memory" and type(on_cache).__name__ == "InterpolateMotionRecording"
+    assert [len(bins) for bins in motion.displacement] == [30]
+    assert [estimated_drift_um(found) for found in estimates] == [0.0, 0.0]  # static, on the lazy and cached traces
     np.testing.assert_allclose(on_cache.get_traces(start_frame=300_000, end_frame=330_000), traces,
                                atol=1e-3 * traces.std())
-    assert motion_corrected(cached, None) is cached
+    assert motion_corrected(cached, None) == (cached, None)
+
+
+def test_an_estimate_of_no_motion_leaves_the_traces_as_they_are(accuracy_case, monkeypatch):
+    from spikeinterface.core.motion import Motion
+    from spikeinterface.sortingcomponents import motion as si_motion
+
+    recording, _ = accuracy_case
+    cached, _ = cache_preprocessed(preprocess(recording), "memory", {"n_jobs": 1, "progress_bar": False})
+    depths = recording.get_channel_locations()[:, 1]
+    still = Motion([np.zeros((6, 2))], [np.arange(6) * 5.0 + 2.5], np.array([depths.min(), depths.max()]))
+    # interpolating by no displacement is the identity (to float rounding), so it can be skipped
+    interpolated = si_motion.interpolate_motion(cached, still, border_mode="force_extrapolate")
+    window = dict(start_frame=300_000, end_frame=330_000)
+    traces = cached.get_traces(**window)
+    np.testing.assert_allclose(interpolated.get_traces(**window), traces, atol=1e-4 * traces.std())
+    monkeypatch.setattr(si_motion, "estimate_motion", lambda *args, **kwargs: still)
+    corrected, motion = motion_corrected(cached, "rigid_fast", {"n_jobs": 1, "progress_bar": False})
+    assert corrected is cached and motion is still and estimated_drift_um(motion) == 0.0
 
 
 def test_preprocessed_traces_are_cached_in_memory_or_on_disk_only_where_they_fit(monkeypatch, tmp_path):

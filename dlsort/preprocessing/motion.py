@@ -44,14 +44,17 @@ def resolve_motion_correction(recording, motion_correction: str | None) -> str |
     return AUTO_MOTION_PRESET if shank_like else None
 
 
-def motion_corrected(recording, preset: str | None, job_kwargs: dict | None = None, seed: int | None = 0):
+def motion_corrected(recording, preset: str | None, job_kwargs: dict | None = None,
+                     seed: int | None = 0) -> tuple:
     """Estimate the motion of a filtered recording and interpolate it away, lazily (SpikeInterface).
 
     The steps of SpikeInterface's ``correct_motion`` with the preset's parameters: detect peaks,
     localize them, estimate the motion, interpolate. Peaks are detected by
     ``dlsort.peak_picking.ThresholdPeakDetector`` (the peaks of the preset's numba
     ``locally_exclusive`` detector, without its compilation); localization, estimation and
-    interpolation are SpikeInterface's.
+    interpolation are SpikeInterface's. An estimate of no displacement at all leaves the traces
+    as they are: interpolating channels to where they already are is the identity (to float
+    rounding), and every later pass would pay for it.
 
     Parameters
     ----------
@@ -69,8 +72,11 @@ def motion_corrected(recording, preset: str | None, job_kwargs: dict | None = No
 
     Returns
     -------
-    BaseRecording
-        SpikeInterface's ``InterpolateMotionRecording``, or ``recording`` itself.
+    recording : BaseRecording
+        SpikeInterface's ``InterpolateMotionRecording``, or ``recording`` itself (no preset, or no
+        displacement estimated).
+    motion : Motion or None
+        The estimate (None without a preset); see :func:`estimated_drift_um`.
     """
     from spikeinterface.core import get_noise_levels
     from spikeinterface.core.node_pipeline import ExtractDenseWaveforms, run_node_pipeline
@@ -81,7 +87,7 @@ def motion_corrected(recording, preset: str | None, job_kwargs: dict | None = No
     from dlsort.peak_picking import ThresholdPeakDetector
 
     if preset is None:
-        return recording
+        return recording, None
     check_choice("motion_correction", preset, MOTION_PRESETS)
     steps = motion_options_preset[preset]
     job_kwargs = dict(job_kwargs or {})
@@ -102,26 +108,25 @@ def motion_corrected(recording, preset: str | None, job_kwargs: dict | None = No
                                          squeeze_output=False)
     motion = estimate_motion(recording, peaks, locations, progress_bar=job_kwargs.get("progress_bar", False),
                              **{**steps["estimate_motion_kwargs"], **BOUNDED_MOTION_ESTIMATION.get(preset, {})})
-    return interpolate_motion(recording, motion, **steps["interpolate_motion_kwargs"])
+    if not any(np.any(displacement) for displacement in motion.displacement):
+        return recording, motion
+    return interpolate_motion(recording, motion, **steps["interpolate_motion_kwargs"]), motion
 
 
-def estimated_drift_um(recording) -> float | None:
-    """Peak-to-peak of the drift that motion correction estimated for ``recording``, over time, at any depth.
+def estimated_drift_um(motion) -> float | None:
+    """Peak-to-peak of an estimated drift over time, at the depth where it is largest.
 
     Parameters
     ----------
-    recording : BaseRecording
-        A recording from :func:`preprocess`.
+    motion : Motion or None
+        From :func:`motion_corrected`.
 
     Returns
     -------
     float or None
-        In um; None when the recording was not motion-corrected (its last step is not SpikeInterface's
-        motion interpolation).
+        In um; None for no estimate (no motion correction).
     """
-    from spikeinterface.sortingcomponents.motion.motion_interpolation import InterpolateMotionRecording
-
-    if not isinstance(recording, InterpolateMotionRecording):
+    if motion is None:
         return None
-    displacement = np.concatenate(recording._kwargs["motion"].displacement, axis=0)  # time bins x depth bins
+    displacement = np.concatenate(motion.displacement, axis=0)  # time bins x depth bins
     return float(np.ptp(displacement, axis=0).max()) if displacement.size else 0.0

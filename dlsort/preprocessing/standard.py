@@ -103,4 +103,4 @@ def preprocess(
         out = deepinterpolate(out, deepinterpolation_model, device=device)
         if scratch_folder is not None:
             out = out.save(folder=Path(scratch_folder) / "deepinterpolated", overwrite=True, **dict(job_kwargs or {}))
-    return motion_corrected(out, resolve_motion_correction(recording, motion_correction), job_kwargs)
+    return motion_corrected(out, resolve_motion_correction(recording, motion_correction), job_kwargs)[0]
