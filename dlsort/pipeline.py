@@ -37,6 +37,7 @@ from dlsort.spike_encoder import make_spike_encoder
 from dlsort.templates import (
     RefractoryCheck,
     clean_templates,
+    cluster_rates_hz,
     estimate_templates,
     merge_similar,
     templates_from_features,
@@ -108,6 +109,27 @@ def sample_peaks_per_channel(peaks: np.ndarray, max_per_channel: int | None, see
         members = np.flatnonzero(peaks["channel_index"] == channel)
         chosen.append(rng.choice(members, size=min(max_per_channel, len(members)), replace=False))
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype="int64")
+
+
+def sampling_weights(channels: np.ndarray, sampled_channels: np.ndarray, num_channels: int) -> np.ndarray:
+    """Per channel, the detected peaks each sampled peak stands for (0 where none was sampled).
+
+    Parameters
+    ----------
+    channels : np.ndarray
+        Detection channel of every peak.
+    sampled_channels : np.ndarray
+        Detection channel of the sampled peaks (``sample_peaks_per_channel``).
+    num_channels : int
+
+    Returns
+    -------
+    np.ndarray
+        float64 (num_channels,).
+    """
+    detected = np.bincount(channels, minlength=num_channels)
+    sampled = np.bincount(sampled_channels, minlength=num_channels)
+    return np.where(sampled > 0, detected / np.maximum(sampled, 1), 0.0)
 
 
 def interpolation_models(model: str | None) -> list[dict]:
@@ -188,6 +210,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     whitened = matching != "none" and should_whiten(p["matching_whitening"], drift_um)
     cap = None if matching == "none" else p["clustering_max_spikes_per_channel"]
     sampled = peaks[sample_peaks_per_channel(peaks, cap, seed)]
+    weights = sampling_weights(peaks["channel_index"], sampled["channel_index"], rec.get_num_channels())
     num_peaks = len(peaks)
     del peaks  # only the sample is needed from here on; template matching finds every spike again
     neighbourhoods = build_neighbourhoods(rec.get_channel_locations(), p["neighbourhood_radius_um"])
@@ -240,10 +263,12 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
                                refractory=RefractoryCheck.of_peaks(sampled, rec, p["merge_refractory_ms"]))
     # ... and the final templates averaged from the recording: dense, so matching sees every channel.
     templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
-    counts = np.bincount(labels[labels >= 0], minlength=templates.num_units)
-    templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], counts)
+    rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
+                                rec.get_total_duration())
+    templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], rates_hz,
+                                      weak_snr=p["weak_template_snr"], weak_min_rate_hz=p["weak_template_rate_hz"])
     if matching == "none":
-        remap = np.full(counts.size + 1, -1, dtype="int64")  # the extra last slot maps label -1 to -1
+        remap = np.full(rates_hz.size + 1, -1, dtype="int64")  # the extra last slot maps label -1 to -1
         remap[kept] = np.arange(len(kept))
         unit_of_peak = remap[labels]
         spikes = sampled[unit_of_peak >= 0]

@@ -273,9 +273,18 @@ def merge_similar(
 
 
 def clean_templates(
-    templates: Templates, noise_levels: np.ndarray, min_snr: float, counts: np.ndarray
+    templates: Templates,
+    noise_levels: np.ndarray,
+    min_snr: float,
+    rates_hz: np.ndarray,
+    weak_snr: float | None = None,
+    weak_min_rate_hz: float = 0.0,
 ) -> tuple[Templates, np.ndarray]:
     """Drop templates too small to match reliably and sparsify the rest.
+
+    A template is kept when its peak reaches ``min_snr`` noise levels, or ``weak_snr`` when its
+    cluster fires at least ``weak_min_rate_hz``: the clusters of noise crossings that average to
+    a small template hold few peaks, while a real unit of low amplitude keeps firing.
 
     Parameters
     ----------
@@ -283,10 +292,13 @@ def clean_templates(
     noise_levels : np.ndarray
         Per-channel noise of the recording the templates come from.
     min_snr : float
-        Templates whose peak amplitude is below ``min_snr`` times the noise level of their
-        best channel are dropped.
-    counts : np.ndarray
-        Number of clustered peaks of each template; empty templates are dropped.
+        Peak amplitude, in noise levels of the template's best channel, that keeps a template.
+    rates_hz : np.ndarray
+        Estimated firing rate of each template's cluster (``cluster_rates_hz``); templates of empty
+        clusters are dropped.
+    weak_snr : float or None, default: None
+        Lower peak amplitude kept for clusters firing at least ``weak_min_rate_hz``; None: none.
+    weak_min_rate_hz : float, default: 0.0
 
     Returns
     -------
@@ -297,9 +309,37 @@ def clean_templates(
         Indices of the kept input templates.
     """
     array = templates.templates_array
-    snr_per_channel = np.abs(array).max(axis=1) / noise_levels[None, :]
-    kept = np.flatnonzero((snr_per_channel.max(axis=1) >= min_snr) & (counts > 0))
+    snr = (np.abs(array).max(axis=1) / noise_levels[None, :]).max(axis=1)
+    strong = snr >= min_snr
+    weak = np.zeros_like(strong) if weak_snr is None else (snr >= weak_snr) & (rates_hz >= weak_min_rate_hz)
+    kept = np.flatnonzero((strong | weak) & (rates_hz > 0))
     return sparse_above_noise(array[kept], noise_levels, templates, np.arange(len(kept))), kept
+
+
+def cluster_rates_hz(sampled_channels: np.ndarray, labels: np.ndarray, sampling_weights: np.ndarray,
+                     num_units: int, duration_s: float) -> np.ndarray:
+    """Firing rate of each cluster, estimated from the clustering sample.
+
+    Parameters
+    ----------
+    sampled_channels : np.ndarray
+        Detection channel of each sampled peak.
+    labels : np.ndarray
+        Cluster of each sampled peak (-1: noise).
+    sampling_weights : np.ndarray
+        Per channel, detected peaks per sampled peak (``sampling_weights``).
+    num_units : int
+    duration_s : float
+        Duration of the recording.
+
+    Returns
+    -------
+    np.ndarray
+        float64 (num_units,) peaks per second.
+    """
+    member = labels >= 0
+    counts = np.bincount(labels[member], weights=sampling_weights[sampled_channels[member]], minlength=num_units)
+    return counts[:num_units] / duration_s
 
 
 def sparse_above_noise(array: np.ndarray, noise_levels, like: Templates, unit_ids: np.ndarray) -> Templates:

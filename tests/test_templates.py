@@ -75,10 +75,31 @@ def test_clean_drops_small_templates_and_sparsifies():
     big = np.stack([_spike() * 60, _spike() * 3, np.zeros(40)], axis=1)
     small = np.stack([_spike() * 2, np.zeros(40), np.zeros(40)], axis=1)
     cleaned, kept = clean_templates(
-        _templates([big, small]), noise_levels=np.ones(3) * 5, min_snr=4, counts=np.array([10, 10])
+        _templates([big, small]), noise_levels=np.ones(3) * 5, min_snr=4, rates_hz=np.array([10.0, 10.0])
     )
     assert kept.tolist() == [0]
     assert cleaned.sparsity.mask.tolist() == [[True, False, False]]
+
+
+def test_weak_templates_are_kept_only_for_clusters_that_keep_firing():
+    from dlsort.pipeline import sampling_weights
+    from dlsort.templates import cluster_rates_hz
+
+    # channel 0: 30 peaks detected, 10 sampled (each stands for 3); channel 1: all 5 sampled; channel 2: none
+    weights = sampling_weights(np.array([0] * 30 + [1] * 5), np.array([0] * 10 + [1] * 5), 3)
+    assert weights.tolist() == [3.0, 1.0, 0.0]
+    labels = np.array([0] * 10 + [1] * 3 + [-1] * 2)
+    rates = cluster_rates_hz(np.array([0] * 10 + [1] * 5), labels, weights, num_units=3, duration_s=10.0)
+    assert rates.tolist() == [3.0, 0.3, 0.0]
+
+    strong, weak = (np.stack([_spike() * amplitude, np.zeros(40)], axis=1) for amplitude in (30, 21))
+    stack = _templates([strong, weak, weak, weak])
+    noise = np.ones(2) * 5  # peaks of 5.5 and 3.9 noise levels
+    rates = np.array([0.5, 2.0, 1.0, 0.0])
+    assert clean_templates(stack, noise, 5.0, rates)[1].tolist() == [0]
+    assert clean_templates(stack, noise, 5.0, rates, weak_snr=3.75, weak_min_rate_hz=1.5)[1].tolist() == [0, 1]
+    # an empty cluster is dropped whatever its template
+    assert clean_templates(stack, noise, 3.0, rates)[1].tolist() == [0, 1, 2]
 
 
 def test_templates_decoded_from_features_follow_the_channels():
