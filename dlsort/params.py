@@ -260,17 +260,17 @@ PARAMETERS: dict[str, Parameter] = {
         3.75,
         "Templates whose peak is between this and min_template_snr noise levels are kept when their cluster fires "
         "at least weak_template_rate_hz (estimated from the clustering sample): clusters of noise crossings hold "
-        "few peaks, a real low-amplitude unit keeps firing. Chosen by the benchmark (3.75 with 1.5 Hz, scratch "
-        "sweep of the pipeline): well-detected units L 34 -> 36, HN 34 -> 35, S, M, D and H unchanged. Set it to "
-        "min_template_snr to turn it off.",
+        "few peaks, a real low-amplitude unit keeps firing. Chosen by the benchmark (benchmarks/run_benchmark.py, "
+        "real_data.py, generalization.py): well-detected units L 34 -> 36, HN 34 -> 35, LIN 15 -> 16, P4 11 -> 15, "
+        "U 11 -> 12, MEA 58 -> 63, the other cases unchanged. Set it to min_template_snr to turn it off.",
         float,
         low=0.0,
     ),
     "weak_template_rate_hz": Parameter(
         1.5,
         "Firing rate (peaks per second of recording) a cluster needs for weak_template_snr to keep its template. "
-        "Chosen by the benchmark: the noise clusters kept at weak_template_snr fired at most 1.0 Hz, the units "
-        "gained at least 2.3 Hz.",
+        "Chosen by the benchmark (see weak_template_snr): the noise clusters between weak_template_snr and "
+        "min_template_snr fired at most 1.0 Hz in cases D, L, H and HN, the units gained at least 2.3 Hz.",
         float,
         low=0.0,
     ),
