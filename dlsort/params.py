@@ -270,7 +270,7 @@ PARAMETERS: dict[str, Parameter] = {
         1.5,
         "Firing rate (peaks per second of recording) a cluster needs for weak_template_snr to keep its template. "
         "Chosen by the benchmark (see weak_template_snr): the noise clusters between weak_template_snr and "
-        "min_template_snr fired at most 1.0 Hz in cases D, L, H and HN, the units gained at least 2.3 Hz.",
+        "min_template_snr fired about 1 Hz at most in cases D, L, H and HN, the units gained 2.9 Hz or more.",
         float,
         low=0.0,
     ),
