@@ -42,9 +42,11 @@ def test_sparse_picking_finds_the_dense_peaks(seed):
     assert len(dense[0]) > 100
     np.testing.assert_array_equal(dense[0], sparse[0])
     np.testing.assert_array_equal(dense[1], sparse[1])
+    nothing = _sparse_peaks(logits, 99.0, 7, exclusion)  # no entry at all: no peak, no error
+    assert nothing[0].size == 0 and nothing[1].size == 0
 
 
-@pytest.mark.parametrize("peak_sign", ["neg", "both"])
+@pytest.mark.parametrize("peak_sign", ["neg", "pos", "both"])
 def test_threshold_node_finds_the_peaks_of_spikeinterface_locally_exclusive(peak_sign):
     from spikeinterface.core import generate_ground_truth_recording, get_noise_levels
     from spikeinterface.core.node_pipeline import run_node_pipeline
