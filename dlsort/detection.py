@@ -2,9 +2,10 @@
 
 ``detect_peaks(recording, method=...)`` returns SpikeInterface's peak array
 (``sample_index``, ``channel_index``, ``amplitude``, ``segment_index``) and the provenance of the
-networks it ran. ``"threshold"`` is
-SpikeInterface's locally exclusive threshold detector; ``"neural"`` runs a trained
-neighbourhood network (``dlsort.neural_detection.NeuralPeakDetector``) from the model catalog.
+networks it ran. ``"threshold"`` is the locally exclusive threshold detector
+(``dlsort.peak_picking.ThresholdPeakDetector``: SpikeInterface's ``locally_exclusive`` peaks, in
+numpy); ``"neural"`` runs a trained neighbourhood network
+(``dlsort.neural_detection.NeuralPeakDetector``) from the model catalog.
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ def detect_peaks(
     """
     from spikeinterface.core import get_noise_levels
     from spikeinterface.core.node_pipeline import run_node_pipeline
-    from spikeinterface.sortingcomponents.peak_detection import detect_peaks as si_detect_peaks
+
+    from dlsort.peak_picking import ThresholdPeakDetector
 
     check_choice("detection method", method, DETECTION_METHODS)
     check_peak_sign(method, peak_sign)
@@ -161,14 +163,15 @@ def detect_peaks(
         noise_levels = get_noise_levels(recording, return_in_uV=False, n_jobs=job_kwargs.get("n_jobs", 1),
                                         progress_bar=job_kwargs.get("progress_bar", False))
     if method == "threshold":
-        method_kwargs = dict(peak_sign=peak_sign, detect_threshold=detect_threshold, exclude_sweep_ms=exclude_sweep_ms,
-                             radius_um=radius_um, noise_levels=noise_levels)
-        return si_detect_peaks(recording, method="locally_exclusive", method_kwargs=method_kwargs,
-                               job_kwargs=job_kwargs), []
-    node = make_neural_detector(recording, noise_levels, model, probability, mode, candidate_threshold,
-                                exclude_sweep_ms, radius_um, device, batch_size)
-    if device == "cuda":
-        job_kwargs["mp_context"] = "spawn"  # CUDA cannot run in forked workers
-    peaks = run_node_pipeline(recording, [node], job_kwargs, job_name="detect peaks (dlsort neural)",
+        node = ThresholdPeakDetector(recording, noise_levels, peak_sign=peak_sign, detect_threshold=detect_threshold,
+                                     exclude_sweep_ms=exclude_sweep_ms, radius_um=radius_um)
+        models = []
+    else:
+        node = make_neural_detector(recording, noise_levels, model, probability, mode, candidate_threshold,
+                                    exclude_sweep_ms, radius_um, device, batch_size)
+        models = list(node.models)
+        if device == "cuda":
+            job_kwargs["mp_context"] = "spawn"  # CUDA cannot run in forked workers
+    peaks = run_node_pipeline(recording, [node], job_kwargs, job_name=f"detect peaks (dlsort {method})",
                               squeeze_output=True)
-    return peaks, list(node.models)
+    return peaks, models

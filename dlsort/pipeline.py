@@ -178,7 +178,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         scratch_folder=scratch_folder if p["cache_preprocessing"] == "none" else None,
     )
     # The filtered traces are computed once; motion is estimated on them and interpolated lazily by every pass
-    # (a spatial mix at each sample, cheap beside filtering).
+    # (a spatial mix at each sample; none when no displacement is estimated).
     rec, cache = cache_preprocessed(rec, p["cache_preprocessing"], job_kwargs, folder=scratch_folder)
     rec, motion = motion_corrected(rec, motion_preset, job_kwargs, seed=seed)
     drift_um = estimated_drift_um(motion)

@@ -167,3 +167,13 @@ def test_preprocessed_traces_are_cached_in_memory_or_on_disk_only_where_they_fit
     assert cache.cache_preprocessed(lazy, "auto") == (lazy, None)  # /dev/shm too small (a Docker container)
     with pytest.raises(DlsortInputError, match="cache_preprocessing='always'"):
         cache.cache_preprocessed(lazy, "always")
+
+
+def test_a_motion_preset_dlsort_cannot_run_says_which_spikeinterface_to_install(monkeypatch):
+    from spikeinterface.preprocessing.motion import motion_options_preset
+
+    changed = {**motion_options_preset["rigid_fast"],
+               "detect_kwargs": {**motion_options_preset["rigid_fast"]["detect_kwargs"], "method": "matched_filtering"}}
+    monkeypatch.setitem(motion_options_preset, "rigid_fast", changed)
+    with pytest.raises(RuntimeError, match="no longer detects peaks with locally_exclusive.*SpikeInterface version"):
+        motion_corrected(_recording("staggered", 8), "rigid_fast")
