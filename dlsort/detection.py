@@ -18,7 +18,10 @@ from dlsort.errors import DlsortInputError, check_choice
 from dlsort.neural_detection import (
     DEFAULT_CANDIDATE_THRESHOLD,
     DEFAULT_DETECTOR,
+    DEFAULT_FAR_FIELD_RADIUS_UM,
+    DEFAULT_FAR_FIELD_RATIO,
     DETECTION_MODES,
+    check_far_field_rule,
     probability_logit,
 )
 
@@ -37,7 +40,8 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
                          probability: float | None = None, mode: str = "candidates",
                          candidate_threshold: float = DEFAULT_CANDIDATE_THRESHOLD,
                          exclude_sweep_ms: float = 0.5, radius_um: float = 50.0, device: str = "cpu",
-                         batch_size: int = 4096):
+                         batch_size: int = 4096, far_field_ratio: float = DEFAULT_FAR_FIELD_RATIO,
+                         far_field_radius_um: float = DEFAULT_FAR_FIELD_RADIUS_UM):
     """Load a detection network and wrap it in a SpikeInterface peak-detection node.
 
     Parameters
@@ -55,6 +59,10 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
     device : str, default: "cpu"
     batch_size : int, default: 4096
         Candidate windows per forward pass.
+    far_field_ratio : float, default: 14
+        A peak is dropped when a peak this many times deeper lies between ``radius_um`` and
+        ``far_field_radius_um`` away, from 0.2 ms after it to 0.8 ms before it; 0 keeps every peak.
+    far_field_radius_um : float, default: 250
 
     Returns
     -------
@@ -64,8 +72,8 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
     ------
     DlsortInputError
         A model that is not a detector or whose card lacks its neighbourhood or (without
-        ``probability``) its operating point, weights that do not fit their card, or a probability
-        outside (0, 1).
+        ``probability``) its operating point, weights that do not fit their card, a probability
+        outside (0, 1), or a far-field rule ``check_far_field_rule`` refuses.
     """
     from dlsort.models import load
     from dlsort.neural_detection import NeuralPeakDetector
@@ -74,6 +82,7 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
     check_choice("detection mode", mode, DETECTION_MODES)
     if probability is not None and not 0.0 < probability < 1.0:
         raise DlsortInputError(f"detection probability must be in (0, 1), got {probability}")
+    check_far_field_rule(far_field_ratio, radius_um, far_field_radius_um)
     tensors, card, model_file = load(model, task="detector")
     geometry = card["geometry"]
     missing = [key for key in ("neighbourhood_radius_um", "neighbourhood_slots") if key not in geometry]
@@ -89,7 +98,7 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
         recording, network, model_file.provenance(), card, noise_levels,
         threshold=probability_logit(probability), mode=mode,
         candidate_threshold=candidate_threshold, exclude_sweep_ms=exclude_sweep_ms, radius_um=radius_um,
-        device=device, batch_size=batch_size,
+        device=device, batch_size=batch_size, far_field_ratio=far_field_ratio, far_field_radius_um=far_field_radius_um,
     )
 
 
@@ -107,6 +116,8 @@ def detect_peaks(
     candidate_threshold: float = DEFAULT_CANDIDATE_THRESHOLD,
     device: str = "cpu",
     batch_size: int = 4096,
+    far_field_ratio: float = DEFAULT_FAR_FIELD_RATIO,
+    far_field_radius_um: float = DEFAULT_FAR_FIELD_RADIUS_UM,
     job_kwargs: dict | None = None,
 ) -> tuple[np.ndarray, list[dict]]:
     """Detect spikes in a (preprocessed) recording.
@@ -141,6 +152,8 @@ def detect_peaks(
     device : str, default: "cpu"
     batch_size : int, default: 4096
         Candidate windows per forward pass of the neural detector.
+    far_field_ratio, far_field_radius_um : float, default: 14, 250
+        The neural detector's far-field rule; see ``make_neural_detector``.
     job_kwargs : dict or None
         SpikeInterface job kwargs (``n_jobs``, ``chunk_duration``, ``progress_bar``).
 
@@ -168,7 +181,8 @@ def detect_peaks(
         models = []
     else:
         node = make_neural_detector(recording, noise_levels, model, probability, mode, candidate_threshold,
-                                    exclude_sweep_ms, radius_um, device, batch_size)
+                                    exclude_sweep_ms, radius_um, device, batch_size, far_field_ratio,
+                                    far_field_radius_um)
         models = list(node.models)
         if device == "cuda":
             job_kwargs["mp_context"] = "spawn"  # CUDA cannot run in forked workers

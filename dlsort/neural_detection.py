@@ -5,7 +5,8 @@ traces (every channel is the centre of its own distance-ordered neighbourhood);
 ``candidate_logits`` runs it only around given samples (the same values, at a fraction of the
 cost); the peaks are the logits above a threshold that are the largest within ``exclude``
 samples and the exclusion neighbourhood (``dlsort.peak_picking``, locally exclusive as
-SpikeInterface's threshold detector). ``NeuralPeakDetector`` wraps them as a SpikeInterface ``PeakDetector``
+SpikeInterface's threshold detector), less those that are the far field of a much deeper peak
+further away (``far_field_peaks``). ``NeuralPeakDetector`` wraps them as a SpikeInterface ``PeakDetector``
 node, so the detector runs in any node pipeline, chunked and in parallel.
 """
 
@@ -16,7 +17,8 @@ import os
 import numpy as np
 from spikeinterface.core.node_pipeline import PeakDetector, base_peak_dtype
 
-from dlsort.peak_picking import candidate_troughs, exclusion_adjacency, exclusive_maxima, pick_peaks
+from dlsort.errors import DlsortInputError
+from dlsort.peak_picking import candidate_troughs, exclusion_adjacency, exclusive_maxima, far_field_peaks, pick_peaks
 from dlsort.waveforms import Neighbourhoods, build_neighbourhoods, cut_snippets
 from dlsort.workers import adopt_torch_in_worker
 
@@ -24,6 +26,27 @@ DEFAULT_DETECTOR = "detector-generic@1.0.0"  # pinned: a catalog update must not
 DETECTION_MODES = ("candidates", "dense")
 DEFAULT_CANDIDATE_THRESHOLD = 3.5
 REACH = 2  # a candidate may move this many samples (at the network's rate) to the network's best logit
+# A peak is dropped as far field when a peak this many times deeper lies beyond the exclusion radius and within
+# DEFAULT_FAR_FIELD_RADIUS_UM, from FAR_FIELD_BEFORE_MS after it to FAR_FIELD_AFTER_MS before it. Chosen by the
+# detection benchmark (docs/benchmarks.md): case S's largest unit otherwise gives false peaks 90-250 um away.
+DEFAULT_FAR_FIELD_RATIO = 14.0
+DEFAULT_FAR_FIELD_RADIUS_UM = 250.0
+FAR_FIELD_BEFORE_MS, FAR_FIELD_AFTER_MS = 0.2, 0.8
+
+
+def check_far_field_rule(ratio: float, radius_um: float, far_field_radius_um: float) -> None:
+    """Refuse a far-field rule that cannot hold: a ratio that is neither 0 (off) nor above 1, or a ring with no width.
+
+    Raises
+    ------
+    DlsortInputError
+    """
+    if ratio != 0 and ratio <= 1:
+        raise DlsortInputError(f"the far-field ratio must be 0 (off) or above 1, got {ratio}: a peak can be the far "
+                               "field only of a deeper one")
+    if ratio and far_field_radius_um <= radius_um:
+        raise DlsortInputError(f"the far-field radius ({far_field_radius_um} um) must exceed the exclusion radius "
+                               f"({radius_um} um): the far-field rule applies between the two")
 
 
 def probability_logit(probability: float) -> float:
@@ -109,7 +132,10 @@ class NeuralPeakDetector(PeakDetector):
     ``-candidate_threshold`` are scored on that channel, each keeping its best logit within
     ``REACH`` samples (the peak moves to that sample); in ``"dense"`` mode the network scores
     every sample of every channel. Either way, the locally exclusive maxima of the logits above
-    ``threshold`` are the peaks; sample indices are mapped back to the recording's rate.
+    ``threshold`` are the peaks; sample indices are mapped back to the recording's rate, and
+    peaks that ``far_field_peaks`` finds to be the far field of a peak at least
+    ``far_field_ratio`` times deeper (between ``radius_um`` and ``far_field_radius_um`` away)
+    are dropped.
 
     Parameters
     ----------
@@ -134,6 +160,10 @@ class NeuralPeakDetector(PeakDetector):
     device : str
     batch_size : int
         Candidates per forward pass.
+    far_field_ratio : float, default: DEFAULT_FAR_FIELD_RATIO (14)
+        How many times deeper a peak must be to make a peak further away far field; 0 keeps every peak.
+    far_field_radius_um : float, default: DEFAULT_FAR_FIELD_RADIUS_UM (250)
+        Outer radius of the far-field rule (its inner radius is ``radius_um``).
     return_output : bool, default: True
     """
 
@@ -143,7 +173,8 @@ class NeuralPeakDetector(PeakDetector):
 
     def __init__(self, recording, network, model: dict, card: dict, noise_levels: np.ndarray, threshold: float,
                  mode: str, candidate_threshold: float, exclude_sweep_ms: float, radius_um: float, device: str,
-                 batch_size: int = 4096, return_output: bool = True):
+                 batch_size: int = 4096, far_field_ratio: float = DEFAULT_FAR_FIELD_RATIO,
+                 far_field_radius_um: float = DEFAULT_FAR_FIELD_RADIUS_UM, return_output: bool = True):
         PeakDetector.__init__(self, recording, return_output=return_output)
         self.network = network.to(device)
         self.models = [model]
@@ -154,6 +185,12 @@ class NeuralPeakDetector(PeakDetector):
                                                    max_width=geometry["neighbourhood_slots"])
         self.relative_positions = self.neighbourhoods.relative_positions(locations)
         self.exclusion = build_neighbourhoods(locations, radius_um)
+        self.radius_um = float(radius_um)
+        self.far_field_ratio, self.far_field_radius_um = float(far_field_ratio), float(far_field_radius_um)
+        self.distances = np.linalg.norm(locations[:, None, :2] - locations[None, :, :2], axis=2)
+        fs = recording.sampling_frequency
+        self.far_field_before = int(round(FAR_FIELD_BEFORE_MS * fs / 1000.0))
+        self.far_field_after = int(round(FAR_FIELD_AFTER_MS * fs / 1000.0))
         self.adjacency = exclusion_adjacency(self.exclusion)
         self.noise_levels = np.asarray(noise_levels, dtype="float32")
         self.threshold, self.mode, self.candidate_threshold = float(threshold), mode, float(candidate_threshold)
@@ -163,12 +200,13 @@ class NeuralPeakDetector(PeakDetector):
         self._owner_pid = os.getpid()
         self._kwargs.update(network=network, model=model, card=card, noise_levels=noise_levels, threshold=threshold,
                             mode=mode, candidate_threshold=candidate_threshold, exclude_sweep_ms=exclude_sweep_ms,
-                            radius_um=radius_um, device=device, batch_size=batch_size)
+                            radius_um=radius_um, device=device, batch_size=batch_size,
+                            far_field_ratio=far_field_ratio, far_field_radius_um=far_field_radius_um)
 
     def get_margin(self) -> int:
-        """Samples of context needed on each side of a chunk (receptive field, reach, exclusion)."""
+        """Samples of context needed on each side of a chunk (receptive field, reach, exclusion, far field)."""
         at_network_rate = self.network.receptive_field // 2 + 2 * self.exclude + 4
-        return int(np.ceil(at_network_rate / min(1.0, self.ratio)))
+        return int(np.ceil(at_network_rate / min(1.0, self.ratio))) + max(self.far_field_before, self.far_field_after)
 
     def get_dtype(self):
         return base_peak_dtype
@@ -183,14 +221,20 @@ class NeuralPeakDetector(PeakDetector):
         else:
             samples, channels = self._score_candidates(standardized)
         samples = np.round(samples / self.ratio).astype("int64")
+        order = np.lexsort((channels, samples))
+        samples, channels = samples[order], channels[order]
+        if self.far_field_ratio > 0:
+            depths = -traces[samples, channels] / self.noise_levels[channels]
+            far = far_field_peaks(samples, channels, depths, self.distances, self.far_field_ratio, self.radius_um,
+                                  self.far_field_radius_um, self.far_field_before, self.far_field_after)
+            samples, channels = samples[~far], channels[~far]
         margin = self.get_margin()
         inside = (samples >= margin) & (samples < len(traces) - margin)
         samples, channels = samples[inside], channels[inside]
-        order = np.lexsort((channels, samples))
         peaks = np.zeros(len(samples), dtype=base_peak_dtype)
-        peaks["sample_index"] = samples[order]
-        peaks["channel_index"] = channels[order]
-        peaks["amplitude"] = traces[samples[order], channels[order]]
+        peaks["sample_index"] = samples
+        peaks["channel_index"] = channels
+        peaks["amplitude"] = traces[samples, channels]
         peaks["segment_index"] = segment_index
         return (peaks,)
 

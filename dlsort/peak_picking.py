@@ -5,7 +5,9 @@ channel of its exclusion neighbourhood (a tie with the previous sample of the sa
 to the earlier one, so a plateau gives one peak), as SpikeInterface's locally exclusive
 detector. ``pick_peaks`` applies the rule to a dense (num_channels, num_samples) score map;
 ``exclusive_maxima`` to a sparse set of scored entries (candidate troughs, network logits at
-candidates), at a cost that grows with the entries, not with the chunk. ``ThresholdPeakDetector``
+candidates), at a cost that grows with the entries, not with the chunk. ``far_field_peaks``
+finds the peaks that a much deeper peak further away may explain (used by the neural detector).
+``ThresholdPeakDetector``
 is the threshold detector built on them: a SpikeInterface peak-detection node in numpy, with no
 just-in-time compilation to wait for.
 """
@@ -68,6 +70,19 @@ def exclusion_adjacency(exclusion: Neighbourhoods) -> np.ndarray:
     return adjacency
 
 
+def pairs_within(samples: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair ``(i, j)`` of entries with ``lo <= samples[j] - samples[i] <= hi`` (``i == j`` included).
+
+    ``samples`` must be sorted; the cost grows with the number of pairs, not with the samples spanned.
+    """
+    first = np.searchsorted(samples, samples + lo, side="left")
+    last = np.searchsorted(samples, samples + hi, side="right")
+    counts = np.maximum(last - first, 0)
+    i = np.repeat(np.arange(len(samples)), counts)
+    j = first[i] + np.arange(len(i)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return i, j
+
+
 def exclusive_maxima(samples: np.ndarray, channels: np.ndarray, scores: np.ndarray, exclude: int,
                      adjacency: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Locally exclusive maxima of a sparse set of scored (sample, channel) entries.
@@ -95,16 +110,47 @@ def exclusive_maxima(samples: np.ndarray, channels: np.ndarray, scores: np.ndarr
     """
     order = np.lexsort((channels, samples))
     s, c, v = samples[order].astype("int64"), channels[order].astype("int64"), scores[order]
-    # every pair (i, j) of entries within the exclusion window, i.e. j in [first[i], last[i])
-    first = np.searchsorted(s, s - exclude, side="left")
-    last = np.searchsorted(s, s + exclude, side="right")
-    counts = last - first
-    i = np.repeat(np.arange(len(s)), counts)
-    j = first[i] + np.arange(len(i)) - np.repeat(np.cumsum(counts) - counts, counts)
+    i, j = pairs_within(s, -exclude, exclude)
     previous_tie = (v[j] == v[i]) & (c[j] == c[i]) & (s[j] == s[i] - 1)
     beaten = adjacency[c[i], c[j]] & ((v[j] > v[i]) | previous_tie)
     peak = np.bincount(i[beaten], minlength=len(s)) == 0
     return s[peak], c[peak]
+
+
+def far_field_peaks(samples: np.ndarray, channels: np.ndarray, depths: np.ndarray, distances: np.ndarray,
+                    ratio: float, inner_um: float, outer_um: float, before: int, after: int) -> np.ndarray:
+    """Which peaks may be the far field of a much deeper peak on a channel further away.
+
+    A peak is far field when another peak at least ``ratio`` times deeper lies on a channel more
+    than ``inner_um`` and at most ``outer_um`` away, from ``before`` samples after it to
+    ``after`` samples before it (a large spike's trough reaches distant contacts attenuated and
+    up to a few tenths of a millisecond later, or slightly earlier). Inside ``inner_um`` the
+    locally exclusive rule has already decided.
+
+    Parameters
+    ----------
+    samples, channels : np.ndarray
+        int positions of the peaks, sorted by sample.
+    depths : np.ndarray
+        Depth of each peak's trough in noise levels (positive).
+    distances : np.ndarray
+        (num_channels, num_channels) distances between channels in um.
+    ratio : float
+        How many times deeper the other peak must be.
+    inner_um, outer_um : float
+        The ring of distances the rule applies to.
+    before, after : int
+        Samples the deeper peak may follow, or precede, the peak by.
+
+    Returns
+    -------
+    np.ndarray
+        bool per peak: True for far field.
+    """
+    i, j = pairs_within(np.asarray(samples, dtype="int64"), -after, before)
+    distance = distances[channels[i], channels[j]]
+    shadowed = (depths[j] >= ratio * depths[i]) & (distance > inner_um) & (distance <= outer_um)
+    return np.bincount(i[shadowed], minlength=len(samples)) > 0
 
 
 class ThresholdPeakDetector(PeakDetector):

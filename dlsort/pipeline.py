@@ -202,6 +202,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         probability=p["detection_probability"],
         mode=p["detection_mode"],
         candidate_threshold=p["detection_candidate_threshold"],
+        far_field_ratio=p["detection_far_field_ratio"],
+        far_field_radius_um=p["detection_far_field_radius_um"],
         device=device,
         job_kwargs=job_kwargs,
     )

@@ -93,7 +93,9 @@ def generated():
 def test_node_finds_the_same_peaks_whatever_the_chunking(tmp_path, generated, mode):
     recording, _ = generated
     model = _write_detector(tmp_path / "model", _random_network(2))
-    common = dict(method="neural", model=model, probability=0.3, mode=mode, candidate_threshold=3.0)
+    # a low far-field ratio drops many peaks, so that a margin too short for the rule shows at the borders
+    common = dict(method="neural", model=model, probability=0.3, mode=mode, candidate_threshold=3.0,
+                  far_field_ratio=3.0, far_field_radius_um=150.0)
     whole, models = detect_peaks(recording, job_kwargs=dict(JOB, chunk_duration="8s"), **common)
     chunked, _ = detect_peaks(recording, job_kwargs=dict(n_jobs=2, chunk_duration="0.37s", progress_bar=False),
                               **common)
@@ -104,6 +106,32 @@ def test_node_finds_the_same_peaks_whatever_the_chunking(tmp_path, generated, mo
     pairs = [set(zip(peaks["sample_index"].tolist(), peaks["channel_index"].tolist())) for peaks in (whole, chunked)]
     assert len(pairs[0] ^ pairs[1]) <= 4, sorted(pairs[0] ^ pairs[1])[:10]
     assert models[0]["task"] == "detector" and len(models[0]["sha256"]) == 64
+
+
+def test_far_field_rule_drops_exactly_the_peaks_a_much_deeper_peak_nearby_explains(tmp_path, generated):
+    from spikeinterface.core import get_noise_levels
+
+    recording, _ = generated
+    model = _write_detector(tmp_path / "model", _random_network(2))
+    noise_levels = get_noise_levels(recording, return_in_uV=False)
+    common = dict(method="neural", model=model, probability=0.3, candidate_threshold=3.0, noise_levels=noise_levels,
+                  job_kwargs=JOB)
+    every, _ = detect_peaks(recording, far_field_ratio=0.0, **common)
+    kept, _ = detect_peaks(recording, far_field_ratio=3.0, far_field_radius_um=150.0, **common)
+    # by brute force: a peak goes when one 3 times deeper lies 50-150 um away, 0.2 ms after to 0.8 ms before it
+    before, after = (round(ms * recording.sampling_frequency / 1000.0) for ms in (0.2, 0.8))
+    locations = recording.get_channel_locations()
+    traces = recording.get_traces(return_in_uV=False)
+    depths = -traces[every["sample_index"], every["channel_index"]] / noise_levels[every["channel_index"]]
+    far = np.zeros(len(every), dtype=bool)
+    for index, (sample, channel) in enumerate(zip(every["sample_index"], every["channel_index"])):
+        lag = every["sample_index"] - sample
+        distance = np.linalg.norm(locations[every["channel_index"]] - locations[channel], axis=1)
+        far[index] = np.any((lag >= -after) & (lag <= before) & (distance > 50.0) & (distance <= 150.0)
+                            & (depths >= 3.0 * depths[index]))
+    assert far.sum() > 20
+    expected = set(zip(every["sample_index"][~far].tolist(), every["channel_index"][~far].tolist()))
+    assert set(zip(kept["sample_index"].tolist(), kept["channel_index"].tolist())) == expected
 
 
 def test_bad_detector_inputs_get_clear_errors(tmp_path, generated):

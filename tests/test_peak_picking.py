@@ -8,7 +8,13 @@ from conftest import JOB
 
 from dlsort.detection import detect_peaks as dlsort_detect_peaks
 from dlsort.groundtruth import make_probe
-from dlsort.peak_picking import ThresholdPeakDetector, exclusion_adjacency, exclusive_maxima, pick_peaks
+from dlsort.peak_picking import (
+    ThresholdPeakDetector,
+    exclusion_adjacency,
+    exclusive_maxima,
+    far_field_peaks,
+    pick_peaks,
+)
 from dlsort.waveforms import build_neighbourhoods
 
 
@@ -29,6 +35,26 @@ def test_pick_peaks_is_locally_exclusive_in_time_and_space():
         samples, channels = picker(logits, 0.0, 5, exclusion)
         assert list(zip(samples, channels)) == [(31, 2), (32, 1), (60, 1), (82, 0)], picker.__name__
         assert picker(logits, 2.6, 5, exclusion)[0].tolist() == [32]
+
+
+def test_far_field_peaks_are_shallow_peaks_near_a_much_deeper_one_in_time_and_in_the_ring():
+    locations = np.array([[0.0, 0.0], [0.0, 30.0], [0.0, 150.0], [0.0, 300.0]])
+    distances = np.linalg.norm(locations[:, None] - locations[None], axis=2)
+    # a 50-deep peak at sample 100 on channel 0, then shallow peaks (sample, channel, depth)
+    entries = [(100, 0, 50.0),
+               (110, 2, 3.0),  # 150 um, 10 samples after: far field
+               (95, 2, 3.0),  # 5 samples before the deep peak: far field
+               (92, 2, 3.0),  # 8 samples before: outside the window
+               (125, 2, 3.0),  # 25 samples after: outside the window
+               (111, 1, 3.0),  # 30 um: inside the exclusion radius, left to the locally exclusive rule
+               (112, 3, 3.0),  # 300 um: beyond the ring
+               (113, 2, 4.0)]  # 50 / 4 < 14 times deeper: a spike of its own
+    samples, channels, depths = (np.array(column) for column in zip(*sorted(entries)))
+    far = far_field_peaks(samples, channels, depths, distances, ratio=14.0, inner_um=50.0, outer_um=250.0,
+                          before=6, after=24)
+    assert sorted(zip(samples[far].tolist(), channels[far].tolist())) == [(95, 2), (110, 2)]
+    nothing = far_field_peaks(samples[:0], channels[:0], depths[:0], distances, 14.0, 50.0, 250.0, 6, 24)
+    assert nothing.shape == (0,)
 
 
 @pytest.mark.parametrize("seed", range(5))
