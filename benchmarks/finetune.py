@@ -5,11 +5,11 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/finetune.py [--minutes 10] [--tasks denoiser detector]
 
 The recording is the lazy 64-channel Neuropixels 1.0 ground-truth recording of ``memory.py``
-(never written to disk). Prints, per network, the time to fit the noise model (and, for the
-detector, the bootstrap sort that gives the recording's own templates), the training time and
-epochs, the total, and the held-out metrics of the fine-tuned model (denoiser: errors of the
-network, raw and temporal PCA; detector: recall and precision of the network and of threshold
-detection on held-out synthetic patches of the recording's probe).
+(never written to disk). Prints, per network, the time to fit the noise model and to run the
+bootstrap sort that gives the recording's own templates, the training time and epochs, the
+total, and the held-out metrics of the fine-tuned model (denoiser: errors of the network, raw
+and temporal PCA; detector: recall and precision of the network and of threshold detection on
+held-out synthetic patches of the recording's probe).
 """
 
 from __future__ import annotations
@@ -23,16 +23,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from memory import make_recording  # noqa: E402
 
 
-def fine_tune(task: str, noise, start_from, templates=None) -> str:
-    """Fine-tune ``start_from`` with the CLI's fine-tuning defaults; returns a summary of the held-out metrics."""
+def fine_tune(task: str, noise, start: tuple, templates) -> str:
+    """Fine-tune ``start`` (network, card) with the CLI's fine-tuning defaults; a summary of the held-out metrics."""
+    from dlsort.training.bootstrap import bootstrap_waveforms
     from dlsort.training.cli import SIZES
     from dlsort.training.denoiser import train_denoiser
     from dlsort.training.detector import DEFAULT_GEOMETRY, evaluate_detector, train_detector
 
     sizes = SIZES[task]["fine-tune"]
+    start_from, card = start
     if task == "denoiser":
+        waveforms = bootstrap_waveforms(templates, card["window_ms"]["before"], card["window_ms"]["after"])
         _, report, metrics = train_denoiser(noise.temporal, start_from=start_from, num_examples=sizes["examples"],
-                                            max_epochs=sizes["epochs"], progress_bar=False)
+                                            max_epochs=sizes["epochs"], progress_bar=False,
+                                            recording_waveforms=waveforms)
         overall = metrics[-1]
         summary = (f"held-out MSE {overall['mse_network']:.3f} (raw {overall['mse_raw']:.3f}, temporal PCA "
                    f"{overall['mse_pca']:.3f})")
@@ -67,13 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         recording = make_recording(args.minutes)
         noise = recording_noise(recording, args.minutes)
         noise_s = time.perf_counter() - start
-        templates, bootstrap = None, ""
-        if task == "detector":
-            templates = bootstrap_templates(recording, BOOTSTRAP_MINUTES)
-            bootstrap = (f"bootstrap sort of {BOOTSTRAP_MINUTES:g} min {time.perf_counter() - start - noise_s:.1f} s "
-                         f"({len(templates.templates)} units), ")
+        templates = bootstrap_templates(recording, BOOTSTRAP_MINUTES)
+        bootstrap = (f"bootstrap sort of {BOOTSTRAP_MINUTES:g} min {time.perf_counter() - start - noise_s:.1f} s "
+                     f"({len(templates.templates)} units), ")
         tensors, card, _ = load(f"{task}-generic", task=task)
-        summary = fine_tune(task, noise, build_network(card["architecture"], tensors), templates)
+        summary = fine_tune(task, noise, (build_network(card["architecture"], tensors), card), templates)
         print(f"{task}, {args.minutes:g}-minute recording: noise model {noise_s:.1f} s, {bootstrap}{summary}; total "
               f"{time.perf_counter() - start:.1f} s", flush=True)
 

@@ -6,7 +6,9 @@ shape; ``DenoisingNode`` runs it as a step of a SpikeInterface node pipeline. ``
 snippets as they are (the classical pipeline); ``"neural"`` runs a trained single-channel network
 (``dlsort.nn.SingleChannelDenoiser``, from the model catalog or a local file) on every channel of
 every snippet, in noise-level units, resampling the window to the network's sampling rate when
-the recording's differs.
+the recording's differs; ``"neighbourhood"`` replaces each snippet by a neighbourhood
+autoencoder's reconstruction of it (``dlsort.nn.NeighbourhoodAutoencoder``, trained to
+reconstruct the clean spike from the noisy snippet of its whole neighbourhood).
 """
 
 from __future__ import annotations
@@ -18,11 +20,25 @@ import numpy as np
 from spikeinterface.core.node_pipeline import WaveformsNode
 
 from dlsort.errors import DlsortInputError, check_choice
-from dlsort.waveforms import NeighbourhoodWaveforms
+from dlsort.waveforms import Neighbourhoods, NeighbourhoodWaveforms
 from dlsort.workers import adopt_torch_in_worker
 
-DENOISING_METHODS = ("none", "neural")
-DEFAULT_DENOISER = "denoiser-generic@1.0.0"  # pinned: a catalog update must not change results
+DENOISING_METHODS = ("none", "neural", "neighbourhood")
+# pinned: a catalog update must not change results
+DEFAULT_DENOISERS = {"neural": ("denoiser-generic@1.0.0", "denoiser"),
+                     "neighbourhood": ("autoencoder-generic@1.0.0", "autoencoder")}
+
+
+def denoising_network(method: str, model: str | Path | None) -> tuple[str | Path, str] | None:
+    """The network a denoising method runs and its catalog task: ``model``, or the method's default when None.
+
+    Returns None for ``"none"``.
+    """
+    check_choice("denoising method", method, DENOISING_METHODS)
+    if method == "none":
+        return None
+    default, task = DEFAULT_DENOISERS[method]
+    return (default if model is None else model), task
 
 
 class Denoiser:
@@ -97,6 +113,28 @@ class NeuralDenoiser(Denoiser):
         return result
 
 
+class NeighbourhoodDenoiser(Denoiser):
+    """Replace every snippet by a neighbourhood autoencoder's reconstruction of it.
+
+    Parameters
+    ----------
+    encoder : SpikeEncoder
+        The autoencoder, prepared for the neighbourhoods the snippets are cut on
+        (``dlsort.spike_encoder.make_spike_encoder``). Slots beyond its radius pass unchanged.
+    """
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.models = encoder.models
+
+    def __call__(self, snippets: np.ndarray, channels: np.ndarray) -> np.ndarray:
+        _check_shapes(snippets, channels)
+        centres = channels[:, 0]  # neighbourhoods are distance-ordered: the first slot is the centre
+        if not np.array_equal(self.encoder.neighbourhoods.indices[centres], channels):
+            raise ValueError("the snippets are not cut on the neighbourhoods the denoiser was prepared for")
+        return self.encoder.reconstruct(snippets, centres)
+
+
 class DenoisingNode(WaveformsNode):
     """SpikeInterface node-pipeline step that denoises the neighbourhood snippets of its parent.
 
@@ -157,26 +195,34 @@ def make_denoiser(
     ms_before: float,
     ms_after: float,
     noise_levels: np.ndarray | None = None,
-    model: str | Path = DEFAULT_DENOISER,
+    model: str | Path | None = None,
     device: str = "cpu",
     batch_size: int = 16384,
+    channel_locations: np.ndarray | None = None,
+    neighbourhoods: Neighbourhoods | None = None,
 ) -> Denoiser:
     """Build the denoiser of a stage.
 
     Parameters
     ----------
-    method : {"none", "neural"}
+    method : {"none", "neural", "neighbourhood"}
     sampling_frequency : float
         Of the recording the snippets come from.
     ms_before, ms_after : float
         Snippet window around the peak (SpikeInterface cuts ``round(ms * fs / 1000)`` samples).
     noise_levels : np.ndarray or None
-        Per-channel noise standard deviation (needed by ``"neural"``).
-    model : str or Path, default: DEFAULT_DENOISER ("denoiser-generic@1.0.0")
-        Catalog id, ``id@version`` or path to a ``.safetensors`` file with its card beside it.
+        Per-channel noise standard deviation (needed by the networks).
+    model : str, Path or None
+        Catalog id, ``id@version`` or path to a ``.safetensors`` file with its card beside it: a
+        single-channel denoiser for ``"neural"``, a neighbourhood autoencoder for
+        ``"neighbourhood"``; None takes the method's default (``DEFAULT_DENOISERS``).
     device : str, default: "cpu"
     batch_size : int, default: 16384
-        Single-channel waveforms per forward pass of the network.
+        Single-channel waveforms per forward pass of the network (``"neural"``).
+    channel_locations : np.ndarray or None
+        (num_channels, 2 or 3) in um (needed by ``"neighbourhood"``).
+    neighbourhoods : Neighbourhoods or None
+        Those the snippets are cut on (needed by ``"neighbourhood"``).
 
     Returns
     -------
@@ -185,18 +231,27 @@ def make_denoiser(
     Raises
     ------
     DlsortInputError
-        Unknown method, a model that is not a denoiser, weights that do not fit their card, or a
-        snippet window different from the one the network was trained on.
+        Unknown method, a model for another task, weights that do not fit their card, a snippet
+        window different from the one the network was trained on, or neighbourhoods narrower than
+        a neighbourhood network's.
     """
-    check_choice("denoising method", method, DENOISING_METHODS)
-    if method == "none":
+    network_and_task = denoising_network(method, model)
+    if network_and_task is None:
         return Denoiser()
+    model, task = network_and_task
     if noise_levels is None:
-        raise ValueError("the neural denoiser needs the recording's noise levels")
+        raise ValueError(f"the {method} denoiser needs the recording's noise levels")
+    if method == "neighbourhood":
+        if channel_locations is None or neighbourhoods is None:
+            raise ValueError("the neighbourhood denoiser needs the channel locations and the snippets' neighbourhoods")
+        from dlsort.spike_encoder import make_spike_encoder
+
+        return NeighbourhoodDenoiser(make_spike_encoder(model, sampling_frequency, channel_locations, neighbourhoods,
+                                                        ms_before, ms_after, noise_levels, device))
     from dlsort.models import load
     from dlsort.nn import build_network
 
-    tensors, card, model_file = load(model, task="denoiser")
+    tensors, card, model_file = load(model, task=task)
     network = build_network(card["architecture"], tensors)
     resample, restore = window_resampling(card, model_file.id, network.num_samples, sampling_frequency, ms_before,
                                           ms_after)

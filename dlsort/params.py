@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlsort.clustering import CLUSTERING_METHODS
-from dlsort.denoising import DEFAULT_DENOISER, DENOISING_METHODS
+from dlsort.denoising import DEFAULT_DENOISERS, DENOISING_METHODS
 from dlsort.detection import DETECTION_METHODS
 from dlsort.errors import DlsortInputError
 from dlsort.features import FEATURE_METHODS
@@ -161,16 +161,19 @@ PARAMETERS: dict[str, Parameter] = {
     "denoising_method": Parameter(
         "neural",
         "Waveform denoising before features and locations: 'neural' (a single-channel network, see "
-        "denoising_model) or 'none'.",
+        "denoising_model), 'neighbourhood' (a neighbourhood autoencoder's reconstruction of the whole snippet) or "
+        "'none'.",
         str,
         choices=DENOISING_METHODS,
     ),
     "denoising_model": Parameter(
-        DEFAULT_DENOISER,
-        "Denoising network for denoising_method='neural': a catalog id ('dlsort models list'), id@version, or "
-        "the path of a .safetensors file with its card.json beside it. The default is pinned (a catalog update "
-        "never changes results).",
+        None,
+        "Denoising network: a single-channel denoiser for denoising_method='neural', a neighbourhood autoencoder "
+        "for 'neighbourhood'; a catalog id ('dlsort models list'), id@version, or the path of a .safetensors file "
+        f"with its card.json beside it. None = the method's pinned default (a catalog update never changes results): "
+        f"{DEFAULT_DENOISERS['neural'][0]} and {DEFAULT_DENOISERS['neighbourhood'][0]}.",
         str,
+        nullable=True,
     ),
     "features_method": Parameter(
         "tpca",

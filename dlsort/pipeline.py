@@ -225,6 +225,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         noise_levels=noise_levels,
         model=p["denoising_model"],
         device=device,
+        channel_locations=rec.get_channel_locations(),
+        neighbourhoods=neighbourhoods,
     )
     # CUDA cannot be used in a forked process: workers that run networks on the GPU are spawned instead.
     feature_job_kwargs = {**job_kwargs, "mp_context": "spawn"} if device == "cuda" else job_kwargs

@@ -78,6 +78,7 @@ class DlsortSorter(BaseSorter):
 
         params = validate_params(params)
         resolve_device(params["device"])
+        from dlsort.denoising import denoising_network
         from dlsort.detection import check_peak_sign
         from dlsort.models import resolve_model
 
@@ -85,8 +86,9 @@ class DlsortSorter(BaseSorter):
         # a missing or broken model fails here, before any sorting
         if params["detection_method"] == "neural":
             resolve_model(params["detection_model"], task="detector", progress_bar=params["progress_bar"])
-        if params["denoising_method"] == "neural":
-            resolve_model(params["denoising_model"], task="denoiser", progress_bar=params["progress_bar"])
+        denoising = denoising_network(params["denoising_method"], params["denoising_model"])
+        if denoising is not None:
+            resolve_model(denoising[0], task=denoising[1], progress_bar=params["progress_bar"])
         chunk_s = _chunk_seconds(recording, params["chunk_duration"])
         check_duration(recording, chunk_s, params["ms_before"], params["ms_after"])
         return params

@@ -4,7 +4,8 @@
 from the catalog or a local file, trained with ``dlsort train autoencoder``); the ``SpikeEncoder``
 it returns divides each slot of a snippet by its channel's noise level, resamples the window to
 the network's rate when the recording's differs, masks the slots beyond the radius the network
-was trained on, and encodes the snippets in batches on the chosen device.
+was trained on, and encodes the snippets in batches on the chosen device; ``reconstruct`` returns
+the decoded snippets instead (the neighbourhood denoiser, ``dlsort.denoising``).
 """
 
 from __future__ import annotations
@@ -63,18 +64,20 @@ class SpikeEncoder:
     device : str
     batch_size : int
         Snippets per forward pass.
+    restore : np.ndarray or None
+        (snippet samples, network samples) interpolation back to the snippets' grid (``reconstruct``).
     """
 
     def __init__(self, network, model: dict, neighbourhoods: Neighbourhoods, channel_locations: np.ndarray,
                  radius_um: float, noise_levels: np.ndarray, resample: np.ndarray | None, device: str,
-                 batch_size: int = 4096):
+                 batch_size: int = 4096, restore: np.ndarray | None = None):
         self.network = network.to(device)
         self.models = [model]
         self.neighbourhoods = neighbourhoods
         self.positions = neighbourhoods.relative_positions(channel_locations)
         self.mask = neighbourhoods.mask & (np.linalg.norm(self.positions, axis=2) <= radius_um + 1e-6)
         self.noise_levels = np.asarray(noise_levels, dtype="float32")
-        self.resample = resample
+        self.resample, self.restore = resample, restore
         self.device = device
         self.batch_size = batch_size
         self._owner_pid = os.getpid()
@@ -92,6 +95,30 @@ class SpikeEncoder:
         np.ndarray
             float32 (n, embedding_dim).
         """
+        out = self._run(self.network.encode, snippets, centre_channels)
+        return out if len(out) else np.zeros((0, self.embedding_dim), "float32")
+
+    def reconstruct(self, snippets: np.ndarray, centre_channels: np.ndarray) -> np.ndarray:
+        """The network's reconstruction of (n, num_samples, width) snippets, in their units and on their grid.
+
+        Slots beyond the network's radius (and padded slots) are returned as they are.
+
+        Returns
+        -------
+        np.ndarray
+            float32 (n, num_samples, width).
+        """
+        decoded = self._run(self.network, snippets, centre_channels)  # (n, width, network samples)
+        if len(decoded) == 0:
+            return snippets.astype("float32", copy=True)
+        if self.restore is not None:
+            decoded = np.einsum("tm,nwm->nwt", self.restore, decoded, optimize=True)
+        channels = self.neighbourhoods.indices[centre_channels]
+        decoded = np.transpose(decoded, (0, 2, 1)) * self.noise_levels[np.maximum(channels, 0)][:, None, :]
+        return np.where(self.mask[centre_channels][:, None, :], decoded, snippets).astype("float32", copy=False)
+
+    def _run(self, forward, snippets: np.ndarray, centre_channels: np.ndarray) -> np.ndarray:
+        """``forward`` (the network or its encoder) on the scaled, masked snippets, in batches; a numpy array."""
         import torch
 
         width = self.neighbourhoods.width
@@ -111,8 +138,8 @@ class SpikeEncoder:
             for start in range(0, len(scaled), self.batch_size):
                 part = slice(start, start + self.batch_size)
                 inputs = (torch.as_tensor(array[part], device=self.device) for array in (scaled, positions, mask))
-                out.append(self.network.encode(*inputs).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.embedding_dim), "float32")
+                out.append(forward(*inputs).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0,), "float32")
 
 
 def make_spike_encoder(model: str | Path, sampling_frequency: float, channel_locations: np.ndarray,
@@ -157,6 +184,7 @@ def make_spike_encoder(model: str | Path, sampling_frequency: float, channel_loc
         raise DlsortInputError(f"autoencoder {model_file.id} reads neighbourhoods of {radius_um:g} um, wider than "
                                f"the {neighbourhoods.radius_um:g} um given: set neighbourhood_radius_um >= "
                                f"{radius_um:g}")
-    resample, _ = window_resampling(card, model_file.id, network.num_samples, sampling_frequency, ms_before, ms_after)
+    resample, restore = window_resampling(card, model_file.id, network.num_samples, sampling_frequency, ms_before,
+                                          ms_after)
     return SpikeEncoder(network, model_file.provenance(), neighbourhoods, channel_locations, radius_um, noise_levels,
-                        resample, device, batch_size)
+                        resample, device, batch_size, restore)

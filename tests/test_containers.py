@@ -16,7 +16,7 @@ from container_runtime import apptainer_in_podman, build_image, docker_api
 from gin_server import CATALOG_REPO, FakeGin
 
 from dlsort import containers
-from dlsort.denoising import DEFAULT_DENOISER
+from dlsort.denoising import DEFAULT_DENOISERS
 from dlsort.models import catalog, client
 from dlsort.neural_detection import DEFAULT_DETECTOR
 from dlsort.sorter import DlsortSorter
@@ -107,7 +107,7 @@ def test_docker_image_true_sorts_with_weights_pulled_from_gin_at_start(image, ac
     finally:
         gin.stop()
     assert_detector_pulled_at_start(provenance, entry, registry)
-    assert provenance["container_startup"]["models"][DEFAULT_DENOISER] == "embedded"
+    assert provenance["container_startup"]["models"][DEFAULT_DENOISERS["neural"][0]] == "embedded"
     assert len(weight_gets) == 1  # pulled once at start; the sort found it in the cache
     image_python = subprocess.run(["podman", "run", "--rm", "-e", "DLSORT_PULL_AT_START=0", image, "python", "-c",
                                    "import platform; print(platform.python_version())"],
@@ -126,7 +126,7 @@ def test_when_gin_is_down_the_container_sorts_with_the_embedded_weights(image, a
         provenance = sort_and_check(accuracy_case, tmp_path, docker_image=True)
     startup = provenance["container_startup"]
     assert startup["state"] == "fallback" and f"cannot reach {registry}" in startup["reason"]
-    assert startup["models"] == {DEFAULT_DENOISER: "embedded", DEFAULT_DETECTOR: "embedded"}
+    assert startup["models"] == {DEFAULT_DENOISERS["neural"][0]: "embedded", DEFAULT_DETECTOR: "embedded"}
     assert {model["source"] for model in provenance["models"]} == {"embedded"}
 
 

@@ -81,6 +81,76 @@ def test_a_20_khz_recording_is_resampled_to_the_network(held_out):
     assert np.mean((out - clean) ** 2) <= 0.6 * np.mean((noisy - clean) ** 2)
 
 
+def test_the_shipped_neighbourhood_network_denoises_held_out_spikes_better_than_the_single_channel_one(noise):
+    """Per-channel error to the clean spike over held-out neighbourhood snippets (scenes of an unseen seed)."""
+    from dlsort.training.autoencoder import autoencoder_examples, training_scenes
+    from dlsort.training.denoiser import denoise_array, pca_denoise
+    from dlsort.training.noise import SpatialNoise
+
+    spatial = SpatialNoise(np.array([0.0, 50.0]), np.array([0.3, 0.0]), "correlation falling to 0 at 50 um")
+    examples = autoencoder_examples(training_scenes(noise, spatial, 6, seed=9001), 3000, 75.0, seed=9002)
+    single = make_denoiser("neural", 30_000.0, 1.0, 1.5, noise_levels=np.ones(1))
+    neighbourhood = build_network(*_shipped("autoencoder-generic@1.0.0"))
+    with torch.inference_mode():
+        reconstructed = neighbourhood(*(torch.as_tensor(array) for array in examples.inputs)).numpy()
+    valid = examples.mask > 0
+    noisy, clean = examples.snippets[valid], examples.clean[valid]
+    errors = {name: np.mean((out - clean) ** 2) for name, out in (
+        ("raw", noisy), ("pca", pca_denoise(noisy, noisy)), ("single", denoise_array(single.network, noisy)),
+        ("neighbourhood", reconstructed[valid]))}
+    assert errors["neighbourhood"] <= 0.7 * min(errors["single"], errors["pca"]), errors
+    assert errors["neighbourhood"] <= 0.5 * errors["raw"], errors
+
+
+def _shipped(model: str) -> tuple[dict, dict]:
+    """The architecture and tensors of a shipped model."""
+    from dlsort.models import load
+
+    tensors, card, _ = load(model, task="autoencoder")
+    return card["architecture"], tensors
+
+
+def test_the_neighbourhood_stage_is_the_network_in_noise_units_and_passes_slots_beyond_its_radius():
+    from dlsort.groundtruth import make_probe
+    from dlsort.waveforms import build_neighbourhoods
+
+    locations = make_probe("staggered", 16).contact_positions
+    neighbourhoods = build_neighbourhoods(locations, 100.0)  # wider than the network's 75 um
+    noise_levels = np.linspace(2.0, 20.0, 16).astype("float32")
+    denoiser = make_denoiser("neighbourhood", 30_000.0, 1.0, 1.5, noise_levels=noise_levels,
+                             channel_locations=locations, neighbourhoods=neighbourhoods)
+    assert denoiser.models[0]["id"] == "autoencoder-generic@1.0.0"
+    centres = np.arange(16)
+    channels = neighbourhoods.indices[centres]
+    rng = np.random.default_rng(0)
+    snippets = (rng.normal(size=(16, 75, neighbourhoods.width)) * noise_levels[np.maximum(channels, 0)][:, None, :]
+                * neighbourhoods.mask[centres][:, None, :]).astype("float32")
+    out = denoiser(snippets, channels)
+    distance = np.linalg.norm(neighbourhoods.relative_positions(locations)[centres], axis=2)
+    inside = neighbourhoods.mask[centres] & (distance <= 75.0)
+    beyond = neighbourhoods.mask[centres] & ~inside
+    assert beyond.any() and (~neighbourhoods.mask[centres]).any()
+    np.testing.assert_array_equal(np.transpose(out, (0, 2, 1))[beyond], np.transpose(snippets, (0, 2, 1))[beyond])
+    assert np.all(np.transpose(out, (0, 2, 1))[~neighbourhoods.mask[centres]] == 0)
+    scale = noise_levels[np.maximum(channels, 0)]
+    network = build_network(*_shipped("autoencoder-generic@1.0.0")).eval()
+    inputs = np.transpose(snippets / scale[:, None, :], (0, 2, 1)) * inside[:, :, None]
+    positions = neighbourhoods.relative_positions(locations)[centres]
+    with torch.inference_mode():
+        direct = network(torch.as_tensor(inputs.astype("float32")), torch.as_tensor(positions.astype("float32")),
+                         torch.as_tensor(inside.astype("float32"))).numpy()
+    expected = np.transpose(direct, (0, 2, 1)) * scale[:, None, :]
+    np.testing.assert_allclose(np.transpose(out, (0, 2, 1))[inside], np.transpose(expected, (0, 2, 1))[inside],
+                               rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="not cut on the neighbourhoods"):
+        denoiser(snippets, channels[:, ::-1])
+    with pytest.raises(ValueError, match="channel locations"):
+        make_denoiser("neighbourhood", 30_000.0, 1.0, 1.5, noise_levels=noise_levels)
+    with pytest.raises(DlsortInputError, match="autoencoder"):
+        make_denoiser("neighbourhood", 30_000.0, 1.0, 1.5, noise_levels=noise_levels, model="denoiser-generic",
+                      channel_locations=locations, neighbourhoods=neighbourhoods)
+
+
 def test_window_and_weights_must_fit_the_card(tmp_path):
     with pytest.raises(DlsortInputError, match="ms_before=1.0 and ms_after=1.5"):
         make_denoiser("neural", 30_000.0, 2.0, 2.0, noise_levels=np.ones(1))
@@ -122,6 +192,7 @@ def test_train_command_fine_tunes_on_a_recording_and_the_sorter_uses_the_result(
     assert not (tmp_path / "other").exists()
     model = resolve_model(output / "weights.safetensors", task="denoiser")
     assert "fine-tuned from denoiser-generic@1.0.0" in model.card["training_data"]
+    assert "units of a 2-min bootstrap sort of it" in model.card["training_data"]
     assert model.card["metrics"]["validation_mse_by_snr"][-1]["network_over_raw"] < 1.0
     sorting = run_sorter("dlsort", tiny_recording, folder=tmp_path / "sort", denoising_method="neural",
                          denoising_model=str(output / "weights.safetensors"), **JOB)

@@ -225,8 +225,8 @@ def test_train_command_fine_tunes_the_detector_and_the_sorter_uses_it(tiny_recor
     assert model.provenance() in provenance["models"]
 
 
-def test_bootstrap_templates_are_the_recordings_units_and_feed_the_patches(accuracy_case):
-    from dlsort.training.bootstrap import bootstrap_templates
+def test_bootstrap_templates_are_the_recordings_units_and_feed_the_patches_and_the_denoiser(accuracy_case):
+    from dlsort.training.bootstrap import bootstrap_templates, bootstrap_waveforms
     from dlsort.training.noise import SpatialNoise, TemporalNoise
     from dlsort.training.recordings import JITTER_STEPS, synthesize_patch
 
@@ -250,6 +250,12 @@ def test_bootstrap_templates_are_the_recordings_units_and_feed_the_patches(accur
     patch = synthesize_patch(np.random.default_rng(0), locations[band], temporal, spatial, templates=restricted)
     used = np.unique(patch.spike_channels)
     assert set(used) <= set(np.flatnonzero(np.isin(band, own.main_channels)))
+
+    waveforms = bootstrap_waveforms(own, 1.0, 1.5)  # the denoiser's shapes: every channel above 5 % of its unit
+    assert waveforms.shape[1:] == (JITTER_STEPS, 75) and num_units < len(waveforms) < num_units * num_channels
+    np.testing.assert_allclose(waveforms.min(axis=(1, 2)), -1.0, rtol=1e-5)
+    on_main = waveforms[np.abs(waveforms[:, 0, 30]) > 0.99]  # the main channels' troughs sit at the window's 1.0 ms
+    assert len(on_main) >= num_units
 
 
 def test_bootstrap_sort_without_units_says_how_to_go_on(tmp_path):

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import spikeinterface.sorters as ss
 
 import dlsort
@@ -10,7 +11,8 @@ from dlsort.evaluation import evaluate
 from dlsort.params import DEFAULT_PARAMS
 
 
-def test_accuracy_floor_on_the_seeded_32_channel_case(accuracy_case, tmp_path):
+@pytest.mark.parametrize("denoising_method", ["neural", "neighbourhood"])
+def test_accuracy_floor_on_the_seeded_32_channel_case(accuracy_case, tmp_path, denoising_method):
     """Units of SNR >= 3 (as in the benchmark, where no sorter finds units below 3): mean accuracy >= 0.8.
 
     The case holds one unit of SNR 2.7: threshold detection used to find it (its peaks, selected by the
@@ -20,7 +22,8 @@ def test_accuracy_floor_on_the_seeded_32_channel_case(accuracy_case, tmp_path):
     from dlsort.evaluation import ground_truth_snrs
 
     recording, gt = accuracy_case
-    sorting = ss.run_sorter("dlsort", recording, folder=tmp_path / "out", n_jobs=2, progress_bar=False)
+    sorting = ss.run_sorter("dlsort", recording, folder=tmp_path / "out", n_jobs=2, progress_bar=False,
+                            denoising_method=denoising_method)
     result = evaluate(gt, sorting, snrs=ground_truth_snrs(recording, gt))
     visible = [unit["accuracy"] for unit in result.per_unit.values() if unit["snr"] >= 3]
     assert len(visible) == 7 and np.mean(visible) >= 0.8, result.summary()
@@ -34,9 +37,11 @@ def test_output_folder_holds_sorting_templates_and_provenance(tiny_recording, tm
     provenance = json.loads((folder / "provenance.json").read_text())
     assert provenance["dlsort_version"] == dlsort.__version__
     assert provenance["parameters"] == {**DEFAULT_PARAMS, "n_jobs": 1, "progress_bar": False, "detect_threshold": 5.5}
+    from dlsort.denoising import denoising_network
     from dlsort.models import catalog
 
-    shipped = [catalog.find_entry(DEFAULT_PARAMS[key]) for key in ("detection_model", "denoising_model")]
+    denoiser, _ = denoising_network(DEFAULT_PARAMS["denoising_method"], DEFAULT_PARAMS["denoising_model"])
+    shipped = [catalog.find_entry(model) for model in (DEFAULT_PARAMS["detection_model"], denoiser)]
     assert [entry.ref for entry in shipped] == ["detector-generic@1.0.0", "denoiser-generic@1.0.0"]  # pinned
     assert provenance["models"] == [{"id": entry.ref, "sha256": entry.sha256, "task": entry.task, "source": "embedded"}
                                     for entry in shipped]

@@ -13,11 +13,11 @@ import pytest
 from gin_server import publish
 from test_models import read_only_view
 
-from dlsort.denoising import DEFAULT_DENOISER
+from dlsort.denoising import DEFAULT_DENOISERS
 from dlsort.models import catalog, startup
 from dlsort.neural_detection import DEFAULT_DETECTOR
 
-SHIPPED_IMAGE_MODELS = {DEFAULT_DETECTOR, DEFAULT_DENOISER}
+SHIPPED_IMAGE_MODELS = {DEFAULT_DETECTOR, DEFAULT_DENOISERS["neural"][0]}
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ The first minutes of the recording are sorted with dlsort's defaults but without
 matching (the templates come straight from the clusters, which is all fine-tuning needs) and
 without motion correction (a few minutes drift little). The templates keep the units' real
 shapes and spatial footprints on the recording's own probe; ``synthesize_patch`` places them at
-random amplitudes, with sub-sample jitter, in synthetic noise, so that the labels stay exact.
+random amplitudes, with sub-sample jitter, in synthetic noise, so that the labels stay exact
+(the detector), and ``bootstrap_waveforms`` cuts them into the single-channel shapes the
+denoiser learns from.
 """
 
 from __future__ import annotations
@@ -86,3 +88,35 @@ def bootstrap_templates(recording, minutes: float, job_kwargs: dict | None = Non
     shifted = np.stack([shift(templates, (0.0, step / JITTER_STEPS, 0.0), order=3, mode="nearest")
                         for step in range(JITTER_STEPS)], axis=-1)
     return BootstrapTemplates(shifted.astype("float32"), main)
+
+
+def bootstrap_waveforms(templates: BootstrapTemplates, ms_before: float, ms_after: float,
+                        min_fraction: float = 0.05) -> np.ndarray:
+    """Single-channel waveforms of a recording's units, drawn as ``waveform_library`` draws generated ones.
+
+    Every channel whose peak-to-peak amplitude reaches ``min_fraction`` of its unit's largest
+    gives one waveform per sub-sample shift, cut around the unit's trough on its main channel
+    (zero beyond the template) and normalised to a trough of -1.
+
+    Parameters
+    ----------
+    templates : BootstrapTemplates
+    ms_before, ms_after : float
+        Window around the trough, at ``TRAINING_SAMPLING_FREQUENCY``.
+    min_fraction : float, default: 0.05
+
+    Returns
+    -------
+    np.ndarray
+        float32 (num_waveforms, JITTER_STEPS, num_samples), as ``waveform_library``.
+    """
+    nbefore, nafter = (int(ms * TRAINING_SAMPLING_FREQUENCY / 1000.0) for ms in (ms_before, ms_after))
+    units = np.arange(len(templates.templates))
+    troughs = templates.templates[units, :, templates.main_channels, 0].argmin(axis=1)
+    padded = np.pad(templates.templates, ((0, 0), (nbefore, nafter), (0, 0), (0, 0)))
+    windows = np.stack([padded[unit, trough:trough + nbefore + nafter] for unit, trough in zip(units, troughs)])
+    ptp = np.ptp(windows[..., 0], axis=1)  # (units, channels)
+    keep = ptp >= min_fraction * ptp.max(axis=1, keepdims=True)
+    waveforms = np.transpose(windows, (0, 2, 3, 1))[keep]  # (n, shifts, samples)
+    scale = -waveforms.min(axis=(1, 2), keepdims=True)
+    return (waveforms / np.maximum(scale, 1e-12)).astype("float32")

@@ -105,10 +105,17 @@ def _train_denoiser(args: argparse.Namespace) -> int:
         ms_before, ms_after = window["before"], window["after"]
     else:
         ms_before, ms_after = args.ms_before, args.ms_after
+    templates, waveforms = _bootstrap(args), None
+    if templates is not None:
+        from dlsort.training.bootstrap import bootstrap_waveforms
+
+        waveforms = bootstrap_waveforms(templates, ms_before, ms_after)
+        training_data += (f"; half the examples with {len(waveforms)} waveforms of the {len(templates.templates)} "
+                          f"units of a {args.bootstrap_minutes:g}-min bootstrap sort of it")
     network, report, metrics = train_denoiser(
         noise, start_from=start[0] if start else None, num_examples=sizes["examples"],
         ms_before=ms_before, ms_after=ms_after, seed=args.seed, device=device, max_epochs=sizes["epochs"],
-        max_seconds=args.max_seconds, progress_bar=not args.quiet,
+        max_seconds=args.max_seconds, progress_bar=not args.quiet, recording_waveforms=waveforms,
     )
     card = denoiser_card(network, args.id, args.version, training_data, metrics, report, ms_before, ms_after)
     weights = write_model(Path(args.output), network.cpu(), card)
@@ -121,24 +128,30 @@ def _train_denoiser(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bootstrap(args: argparse.Namespace):
+    """The templates of a ``--bootstrap-minutes`` sort of ``--recording`` (``BootstrapTemplates``), or None."""
+    if args.bootstrap_minutes < 0:
+        raise DlsortInputError(f"--bootstrap-minutes {args.bootstrap_minutes:g} is negative; use 0 to turn it off")
+    if args.recording is None or args.bootstrap_minutes == 0:
+        return None
+    from dlsort.cli import read_recording
+    from dlsort.training.bootstrap import bootstrap_templates
+
+    return bootstrap_templates(read_recording(Path(args.recording)), args.bootstrap_minutes, seed=args.seed)
+
+
 def _train_detector(args: argparse.Namespace) -> int:
     from dlsort.neural_detection import probability_logit
     from dlsort.training.detector import DetectorGeometry, detector_card, evaluate_detector, train_detector
     from dlsort.training.noise import SpatialNoise
     from dlsort.training.trainer import write_model
 
-    if args.bootstrap_minutes < 0:
-        raise DlsortInputError(f"--bootstrap-minutes {args.bootstrap_minutes:g} is negative; use 0 to turn it off")
     device, temporal, spatial, locations, training_data, start = _prepare(args, "detector")
     if spatial is None:
         spatial = shared_noise(SpatialNoise)
     sizes = _sizes(args, "detector", start is not None)
-    templates = None
-    if args.recording is not None and args.bootstrap_minutes > 0:
-        from dlsort.cli import read_recording
-        from dlsort.training.bootstrap import bootstrap_templates
-
-        templates = bootstrap_templates(read_recording(Path(args.recording)), args.bootstrap_minutes, seed=args.seed)
+    templates = _bootstrap(args)
+    if templates is not None:
         training_data += (f"; half the patches with the templates of {len(templates.templates)} units of a "
                           f"{args.bootstrap_minutes:g}-min bootstrap sort of it")
     if start is not None:
@@ -277,6 +290,12 @@ def _common_arguments(parser: argparse.ArgumentParser, task: str, recording_help
                             f"{fine_tune[key]} when fine-tuning)")
 
 
+def _bootstrap_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--bootstrap-minutes", type=float, default=BOOTSTRAP_MINUTES,
+                        help=f"with --recording, {what} from a quick sort of the recording's first BOOTSTRAP_MINUTES "
+                             f"(default {BOOTSTRAP_MINUTES:g}; 0: generated units only)")
+
+
 def add_train_parser(commands) -> None:
     """Add ``dlsort train`` and its subcommands to the ``dlsort`` parser's subparsers."""
     train = commands.add_parser("train", help="train or fine-tune networks")
@@ -289,6 +308,7 @@ def add_train_parser(commands) -> None:
     _common_arguments(denoiser, "denoiser", NOISE_RECORDING_HELP)
     denoiser.add_argument("--ms-before", type=float, default=1.0)
     denoiser.add_argument("--ms-after", type=float, default=1.5)
+    _bootstrap_argument(denoiser, "half the examples take their shapes")
     denoiser.set_defaults(handler=_train_denoiser)
 
     detector = sub.add_parser(
@@ -302,10 +322,7 @@ def add_train_parser(commands) -> None:
     detector.add_argument("--probability", type=float,
                           help="operating point written to the card (default: calibrated on held-out patches to "
                                "the precision of threshold detection at 5)")
-    detector.add_argument("--bootstrap-minutes", type=float, default=BOOTSTRAP_MINUTES,
-                          help="with --recording, half the patches take their units from a quick sort of the "
-                               f"recording's first BOOTSTRAP_MINUTES (default {BOOTSTRAP_MINUTES:g}; 0: generated "
-                               "units only)")
+    _bootstrap_argument(detector, "half the patches take their units")
     detector.set_defaults(handler=_train_detector)
 
     deepinterpolation = sub.add_parser(

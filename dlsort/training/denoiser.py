@@ -90,6 +90,7 @@ def train_denoiser(
     max_epochs: int = 30,
     max_seconds: float | None = None,
     progress_bar: bool = True,
+    recording_waveforms: np.ndarray | None = None,
 ) -> tuple[nn.Module, TrainingReport, list[dict]]:
     """Train a denoiser on synthetic spikes in ``noise``; 10 % of the examples are held out.
 
@@ -111,6 +112,10 @@ def train_denoiser(
     max_seconds : float or None
         Time budget (fine-tuning).
     progress_bar : bool, default: True
+    recording_waveforms : np.ndarray or None
+        Shapes of a recording's own units (``dlsort.training.bootstrap.bootstrap_waveforms``): half
+        the training examples are drawn from them, the other half from generated units. The
+        held-out examples stay generated units of another seed.
 
     Returns
     -------
@@ -125,8 +130,19 @@ def train_denoiser(
         raise ValueError(f"the model to fine-tune has {network.num_samples} samples, the window has {num_samples}")
     torch.manual_seed(seed)
     num_validation = max(1, num_examples // 10)
-    train = denoising_examples(waveform_library(num_units, ms_before, ms_after, seed=seed), noise,
-                               num_examples - num_validation, seed=seed + 1)
+    num_train = num_examples - num_validation
+    libraries = [waveform_library(num_units, ms_before, ms_after, seed=seed)]
+    if recording_waveforms is not None:
+        if recording_waveforms.shape[2] != num_samples:
+            raise ValueError(f"the recording's waveforms have {recording_waveforms.shape[2]} samples, the window "
+                             f"{num_samples}")
+        libraries.append(recording_waveforms)
+    counts = [num_train // len(libraries)] * len(libraries)
+    counts[0] += num_train - sum(counts)
+    parts = [denoising_examples(library, noise, count, seed=seed + 1 + index)
+             for index, (library, count) in enumerate(zip(libraries, counts))]
+    train = DenoisingExamples(*(np.concatenate([getattr(part, field) for part in parts])
+                                for field in ("noisy", "clean", "amplitude")))
     held_out_library = waveform_library(max(10, num_units // 10), ms_before, ms_after, seed=seed + 1000)
     validation = denoising_examples(held_out_library, noise, num_validation, seed=seed + 1001)
     report = fit(network, train.noisy, train.clean, validation.noisy, validation.clean, nn.MSELoss(),
