@@ -354,6 +354,27 @@ def denoising_section(record: dict | None) -> list[str]:
                      f"{row['mse_network']:.3f} | {row['network_over_raw']:.2f} | {row['network_over_pca']:.2f} |")
     lines += ["", f"Throughput on this CPU: {speeds['1']:,.0f} waveforms/s with 1 torch thread, "
               f"{speeds['2']:,.0f} with 2 (one waveform = one channel of one spike).", ""]
+    neighbourhood = record.get("neighbourhood")
+    if neighbourhood is not None:
+        lines += [
+            f"Against a neighbourhood denoiser, `{neighbourhood['model']['id']}` "
+            "(`denoising_method=\"neighbourhood\"`: "
+            "the neighbourhood autoencoder's reconstruction of the whole snippet), on 20 000 held-out neighbourhood "
+            "snippets of synthetic probe patches (a seed no shipped network was trained on; real Neuropixels temporal "
+            "and spatial noise statistics; the patches' own spikes collide), every channel scored as one waveform "
+            "and binned by the SNR of that channel's clean waveform; the centre channels alone in the second table. "
+            f"The neighbourhood network ran at {neighbourhood['snippets_per_second']:,.0f} snippets/s on 2 threads.",
+            "",
+        ]
+        tables = (("every channel", neighbourhood["rows"]), ("centre channels", neighbourhood["rows_centre"]))
+        for title, rows in tables:
+            lines += [f"| SNR ({title}) | waveforms | MSE raw | MSE temporal PCA | MSE single-channel network | "
+                      "MSE neighbourhood network | neighbourhood / single-channel |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| {row['snr']} | {row['count']} | {row['mse_raw']:.3f} | {row['mse_pca']:.3f} | "
+                      f"{row['mse_network']:.3f} | {row['mse_neighbourhood']:.3f} | "
+                      f"{row['mse_neighbourhood'] / row['mse_network']:.2f} |" for row in rows]
+            lines.append("")
     return lines
 
 

@@ -62,18 +62,41 @@ def evaluate_denoiser(network: nn.Module, examples: DenoisingExamples, pca_fit: 
         "pca": pca_denoise(pca_fit, examples.noisy, n_components),
         "network": denoise_array(network, examples.noisy),
     }
-    errors = {name: np.mean((out - examples.clean) ** 2, axis=1) for name, out in outputs.items()}
+    rows = error_table(outputs, examples.clean, examples.amplitude)
+    for row in rows:
+        row["network_over_raw"] = row["mse_network"] / row["mse_raw"]
+        row["network_over_pca"] = row["mse_network"] / row["mse_pca"]
+    return rows
+
+
+def error_table(outputs: dict[str, np.ndarray], clean: np.ndarray, amplitude: np.ndarray) -> list[dict]:
+    """Mean squared error of each output to the clean waveforms, by SNR bin and overall.
+
+    Parameters
+    ----------
+    outputs : dict of np.ndarray
+        (n, num_samples) waveforms per method name.
+    clean : np.ndarray
+        (n, num_samples) targets.
+    amplitude : np.ndarray
+        (n,) trough depth of each clean waveform in noise levels.
+
+    Returns
+    -------
+    list of dict
+        One row per non-empty bin of ``SNR_BINS`` and a last row ``"all"``: ``snr``, ``count`` and
+        ``mse_<name>`` for every output.
+    """
+    errors = {name: np.mean((out - clean) ** 2, axis=1) for name, out in outputs.items()}
     rows = []
     bins = [(f"{low:g}-{high:g}" if np.isfinite(high) else f">={low:g}", low, high)
             for low, high in zip(SNR_BINS[:-1], SNR_BINS[1:])] + [("all", -np.inf, np.inf)]
     for label, low, high in bins:
-        inside = (examples.amplitude >= low) & (examples.amplitude < high)
+        inside = (amplitude >= low) & (amplitude < high)
         if not inside.any():
             continue
         row = {"snr": label, "count": int(inside.sum())}
         row.update({f"mse_{name}": float(error[inside].mean()) for name, error in errors.items()})
-        row["network_over_raw"] = row["mse_network"] / row["mse_raw"]
-        row["network_over_pca"] = row["mse_network"] / row["mse_pca"]
         rows.append(row)
     return rows
 
