@@ -2,11 +2,12 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/finetune.py [--minutes 10] [--tasks denoiser detector]
+    PYTHONPATH=. python benchmarks/finetune.py [--minutes 10] [--tasks denoiser detector] [--denoiser-bootstrap]
 
 The recording is the lazy 64-channel Neuropixels 1.0 ground-truth recording of ``memory.py``
 (never written to disk). Prints, per network, the time to fit the noise model and to run the
-bootstrap sort that gives the recording's own templates, the training time and epochs, the
+bootstrap sort that gives the recording's own templates (the detector's, and with
+``--denoiser-bootstrap`` the denoiser's), the training time and epochs, the
 total, and the held-out metrics of the fine-tuned model (denoiser: errors of the network, raw
 and temporal PCA; detector: recall and precision of the network and of threshold detection on
 held-out synthetic patches of the recording's probe).
@@ -33,7 +34,8 @@ def fine_tune(task: str, noise, start: tuple, templates) -> str:
     sizes = SIZES[task]["fine-tune"]
     start_from, card = start
     if task == "denoiser":
-        waveforms = bootstrap_waveforms(templates, card["window_ms"]["before"], card["window_ms"]["after"])
+        waveforms = None if templates is None else bootstrap_waveforms(templates, card["window_ms"]["before"],
+                                                                       card["window_ms"]["after"])
         _, report, metrics = train_denoiser(noise.temporal, start_from=start_from, num_examples=sizes["examples"],
                                             max_epochs=sizes["epochs"], progress_bar=False,
                                             recording_waveforms=waveforms)
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--tasks", nargs="+", choices=("denoiser", "detector"), default=["denoiser", "detector"])
+    parser.add_argument("--denoiser-bootstrap", action="store_true",
+                        help="fine-tune the denoiser on a bootstrap sort's shapes too (dlsort train denoiser "
+                             "--bootstrap-minutes 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)  # the CLI's default --threads
     for task in args.tasks:
@@ -71,9 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         recording = make_recording(args.minutes)
         noise = recording_noise(recording, args.minutes)
         noise_s = time.perf_counter() - start
-        templates = bootstrap_templates(recording, BOOTSTRAP_MINUTES)
-        bootstrap = (f"bootstrap sort of {BOOTSTRAP_MINUTES:g} min {time.perf_counter() - start - noise_s:.1f} s "
-                     f"({len(templates.templates)} units), ")
+        templates, bootstrap = None, ""
+        if task == "detector" or args.denoiser_bootstrap:
+            templates = bootstrap_templates(recording, BOOTSTRAP_MINUTES)
+            bootstrap = (f"bootstrap sort of {BOOTSTRAP_MINUTES:g} min {time.perf_counter() - start - noise_s:.1f} s "
+                         f"({len(templates.templates)} units), ")
         tensors, card, _ = load(f"{task}-generic", task=task)
         summary = fine_tune(task, noise, (build_network(card["architecture"], tensors), card), templates)
         print(f"{task}, {args.minutes:g}-minute recording: noise model {noise_s:.1f} s, {bootstrap}{summary}; total "

@@ -185,14 +185,15 @@ def test_train_command_fine_tunes_on_a_recording_and_the_sorter_uses_the_result(
 
     output = tmp_path / "model"
     code = main(["train", "denoiser", "--recording", folder_of(tiny_recording), "--examples", "6000",
-                 "--epochs", "2", "--quiet", "--id", "tiny-denoiser", "--output", str(output)])
+                 "--epochs", "2", "--quiet", "--id", "tiny-denoiser", "--output", str(output),
+                 "--bootstrap-minutes", "1"])
     assert code == 0
     assert main(["train", "denoiser", "--recording", folder_of(tiny_recording), "--output", str(output)]) == 2
     assert main(["train", "denoiser", "--id", "My-Denoiser", "--output", str(tmp_path / "other")]) == 2
     assert not (tmp_path / "other").exists()
     model = resolve_model(output / "weights.safetensors", task="denoiser")
     assert "fine-tuned from denoiser-generic@1.0.0" in model.card["training_data"]
-    assert "units of a 2-min bootstrap sort of it" in model.card["training_data"]
+    assert "units of a 1-min bootstrap sort of it" in model.card["training_data"]
     assert model.card["metrics"]["validation_mse_by_snr"][-1]["network_over_raw"] < 1.0
     sorting = run_sorter("dlsort", tiny_recording, folder=tmp_path / "sort", denoising_method="neural",
                          denoising_model=str(output / "weights.safetensors"), **JOB)

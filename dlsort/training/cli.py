@@ -290,10 +290,10 @@ def _common_arguments(parser: argparse.ArgumentParser, task: str, recording_help
                             f"{fine_tune[key]} when fine-tuning)")
 
 
-def _bootstrap_argument(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--bootstrap-minutes", type=float, default=BOOTSTRAP_MINUTES,
+def _bootstrap_argument(parser: argparse.ArgumentParser, what: str, default: float) -> None:
+    parser.add_argument("--bootstrap-minutes", type=float, default=default,
                         help=f"with --recording, {what} from a quick sort of the recording's first BOOTSTRAP_MINUTES "
-                             f"(default {BOOTSTRAP_MINUTES:g}; 0: generated units only)")
+                             f"(default {default:g}; 0: generated units only)")
 
 
 def add_train_parser(commands) -> None:
@@ -308,7 +308,9 @@ def add_train_parser(commands) -> None:
     _common_arguments(denoiser, "denoiser", NOISE_RECORDING_HELP)
     denoiser.add_argument("--ms-before", type=float, default=1.0)
     denoiser.add_argument("--ms-after", type=float, default=1.5)
-    _bootstrap_argument(denoiser, "half the examples take their shapes")
+    # off by default: a second bootstrap sort beside the detector's doubles its cost (256-channel MEA: both
+    # fine-tunes over 3 minutes) for no measured gain (docs/benchmarks.md)
+    _bootstrap_argument(denoiser, "half the examples take their shapes", default=0.0)
     denoiser.set_defaults(handler=_train_denoiser)
 
     detector = sub.add_parser(
@@ -322,7 +324,7 @@ def add_train_parser(commands) -> None:
     detector.add_argument("--probability", type=float,
                           help="operating point written to the card (default: calibrated on held-out patches to "
                                "the precision of threshold detection at 5)")
-    _bootstrap_argument(detector, "half the patches take their units")
+    _bootstrap_argument(detector, "half the patches take their units", default=BOOTSTRAP_MINUTES)
     detector.set_defaults(handler=_train_detector)
 
     deepinterpolation = sub.add_parser(
