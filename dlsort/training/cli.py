@@ -308,8 +308,8 @@ def add_train_parser(commands) -> None:
     _common_arguments(denoiser, "denoiser", NOISE_RECORDING_HELP)
     denoiser.add_argument("--ms-before", type=float, default=1.0)
     denoiser.add_argument("--ms-after", type=float, default=1.5)
-    # off by default: a second bootstrap sort beside the detector's doubles its cost (256-channel MEA: both
-    # fine-tunes over 3 minutes) for no measured gain (docs/benchmarks.md)
+    # off by default: a second bootstrap sort beside the detector's (37 s instead of 19 s on a 10-minute 64-channel
+    # recording) for no clear gain in the generalization benchmark (docs/benchmarks.md)
     _bootstrap_argument(denoiser, "half the examples take their shapes", default=0.0)
     denoiser.set_defaults(handler=_train_denoiser)
 
