@@ -213,6 +213,12 @@ def test_noise_fit_needs_enough_spike_free_data_and_recovers_the_correlation():
     covariance = noise.sqrtcov @ noise.sqrtcov.T
     assert covariance[60, 61] == pytest.approx(0.5, abs=0.05)
     assert covariance[60, 63] == pytest.approx(0.0, abs=0.05)
+    # a few windows spread over every channel and chunk estimate the same covariance
+    capped = TemporalNoise.from_traces([smooth[:30_000], smooth[30_000:]], max_windows=2000)
+    covariance = capped.sqrtcov @ capped.sqrtcov.T
+    assert covariance[60, 61] == pytest.approx(0.5, abs=0.06)
+    with pytest.raises(ValueError, match="only 100 spike-free windows"):  # 25 from each of the 4 columns
+        TemporalNoise.from_traces([smooth[:30_000], smooth[30_000:]], max_windows=100)
 
 
 FORKED_WORKERS_SCRIPT = """

@@ -80,7 +80,8 @@ class TemporalNoise:
         return cls(sqrtcov / scale, f"IBL Neuropixels 1.0 noise ({path.name})")
 
     @classmethod
-    def from_traces(cls, chunks: list[np.ndarray], length: int = 121, source: str = "recording") -> TemporalNoise:
+    def from_traces(cls, chunks: list[np.ndarray], length: int = 121, source: str = "recording",
+                    max_windows: int = 200_000) -> TemporalNoise:
         """Fit the temporal covariance to chunks of a recording's standardized traces.
 
         Windows holding a value beyond 4 noise levels, or within 45 samples (1.5 ms at 30 kHz) of one,
@@ -92,12 +93,19 @@ class TemporalNoise:
             (num_samples, num_channels) arrays, already divided by each channel's noise level.
         length : int, default: 121
         source : str
+        max_windows : int, default: 200000
+            At most about this many windows are used, spread evenly over every channel of every
+            chunk (the covariance of 121 lags is then known to a few tenths of a percent; all the
+            windows of 256 channels took a minute and gigabytes).
 
         Returns
         -------
         TemporalNoise
         """
-        windows = [_spike_free_windows(channel, length) for chunk in chunks for channel in np.asarray(chunk).T]
+        columns = sum(np.shape(chunk)[1] for chunk in chunks)
+        per_column = max(1, -(-max_windows // max(1, columns)))
+        windows = [_spike_free_windows(channel, length, per_column) for chunk in chunks
+                   for channel in np.asarray(chunk).T]
         windows = np.concatenate(windows) if windows else np.zeros((0, length))
         if len(windows) < 4 * length:
             raise ValueError(f"only {len(windows)} spike-free windows of {length} samples; give more data")
@@ -246,12 +254,14 @@ def _spike_mask(traces: np.ndarray, margin: int = 45) -> np.ndarray:
     return maximum_filter1d(np.abs(traces) > 4.0, size=2 * margin + 1, axis=0) > 0
 
 
-def _spike_free_windows(channel: np.ndarray, length: int) -> np.ndarray:
-    """Windows of one channel (half-overlapping) outside ``_spike_mask``."""
+def _spike_free_windows(channel: np.ndarray, length: int, max_count: int | None = None) -> np.ndarray:
+    """Windows of one channel (half-overlapping) outside ``_spike_mask``; at most ``max_count``, evenly spread."""
     if len(channel) < length:
         return np.zeros((0, length))
     bad = _spike_mask(channel)
     cumulative = np.concatenate([[0], np.cumsum(bad)])
     starts = np.arange(0, len(channel) - length + 1, max(1, length // 2))
     starts = starts[cumulative[starts + length] == cumulative[starts]]
+    if max_count is not None and len(starts) > max_count:
+        starts = starts[np.linspace(0, len(starts) - 1, max_count).round().astype(int)]
     return channel[starts[:, None] + np.arange(length)]
