@@ -139,11 +139,11 @@ PARAMETERS: dict[str, Parameter] = {
         DEFAULT_FAR_FIELD_RATIO,
         "Neural detection drops a peak as the far field of a larger spike when a peak this many times deeper lies "
         "beyond detection_radius_um and within detection_far_field_radius_um, from 0.2 ms after it to 0.8 ms before "
-        "it; 0 keeps every peak. Chosen by the detection benchmark: with detector-generic@1.0.0 the precision on case"
-        " S rises from 0.933 to 0.958 (threshold detection at 5: 0.945; the false peaks are the far field of its "
-        "largest unit) with recall unchanged on S and on M's SNR 3-5 units (0.952); a ratio of 12 cost M 0.001 of "
-        "that recall, 10 cost 0.004; sorting S, M, D, L and H found the same well-detected units "
-        "(docs/benchmarks.md).",
+        "it; 0 keeps every peak. Chosen by the detection benchmark and a scratch sweep of the ratio: with detector-"
+        "generic@1.0.0 the precision on case S rises from 0.933 to 0.958 (threshold detection at 5: 0.945; the false "
+        "peaks are the far field of its largest unit) with recall unchanged on S and on M's SNR 3-5 units (0.952); in"
+        " the sweep a ratio of 12 cost M 0.001 of that recall, 10 cost 0.004; sorting S, M, D, L and H found the same"
+        " well-detected units (docs/benchmarks.md).",
         float,
         low=0.0,
     ),
