@@ -107,9 +107,10 @@ PARAMETERS: dict[str, Parameter] = {
         "Detection network for detection_method='neural': a catalog id, id@version, or a .safetensors file with "
         "its card.json beside it. The default is pinned (a catalog update never changes results) and chosen by "
         "the ground-truth benchmark over detector-generic@1.1.0 (D 35 vs 32, M 38 vs 37 well-detected units) and "
-        "1.2.0 (D 36 vs 34); 1.1.0 and 1.2.0 detect better on layouts unlike their training probes (Neuropixels "
-        "2.0: recall 0.943 and 0.945 vs 0.873 for SNR 3-5 units), 1.2.0 with fewer false peaks on real noise "
-        "statistics (precision 0.905 vs 0.876) (docs/benchmarks.md).",
+        "1.2.0 (D 35 vs 34, L 36 vs 35, S M H equal, with the far-field rule); 1.1.0 and 1.2.0 detect better on "
+        "layouts unlike their training probes (Neuropixels 2.0: recall 0.943 and 0.945 vs 0.872 for SNR 3-5 "
+        "units), 1.2.0 with fewer false peaks on real noise statistics (precision 0.905 vs 0.876) "
+        "(docs/benchmarks.md).",
         str,
     ),
     "detection_probability": Parameter(
