@@ -267,6 +267,14 @@ PARAMETERS: dict[str, Parameter] = {
         low=0.0,
         high=1.0,
     ),
+    "merge_amplitude_ratio": Parameter(
+        0.5,
+        "Similar templates merge only when the smaller peak amplitude is at least this fraction of the larger "
+        "(cosine similarity ignores scale).",
+        float,
+        low=0.0,
+        high=1.0,
+    ),
     "merge_refractory_ms": Parameter(
         0.0,
         "Similar clusters are not merged when their spikes fall within this many ms of each other at half the rate "

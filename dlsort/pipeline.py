@@ -264,7 +264,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         # Merge decisions on templates decoded from the features (no pass over the recording) ...
         labels = merge_similar(templates_from_features(features, sampled, labels, rec), labels,
                                similarity_threshold=p["merge_similarity"],
-                               refractory=RefractoryCheck.of_peaks(sampled, rec, p["merge_refractory_ms"]))
+                               refractory=RefractoryCheck.of_peaks(sampled, rec, p["merge_refractory_ms"]),
+                               min_amplitude_ratio=p["merge_amplitude_ratio"])
     # ... and the final templates averaged from the recording: dense, so matching sees every channel.
     templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
     rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,

@@ -221,7 +221,7 @@ class RefractoryCheck:
 
 def merge_similar(
     templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.95, max_shift: int = 3,
-    refractory: RefractoryCheck | None = None,
+    refractory: RefractoryCheck | None = None, min_amplitude_ratio: float = 0.5,
 ) -> np.ndarray:
     """Merge labels whose templates are similar (cosine similarity with small lags).
 
@@ -232,13 +232,17 @@ def merge_similar(
     labels : np.ndarray
         One label per peak.
     similarity_threshold : float, default: 0.95
-        Pairs at or above it whose peak amplitudes are within a factor 2 of each other merge
-        (transitively).
+        Pairs at or above it whose peak amplitudes are within ``min_amplitude_ratio`` of each
+        other merge (transitively).
     max_shift : int, default: 3
         Samples of lag explored when comparing two templates.
     refractory : RefractoryCheck or None
         When given, similar pairs that fire independently of each other (``RefractoryCheck``)
         are not merged.
+    min_amplitude_ratio : float, default: 0.5
+        Smallest ratio of the two peak amplitudes (smaller / larger) of a pair that merges: the
+        cosine similarity ignores scale, so two units of one shape but different sizes would
+        otherwise merge.
 
     Returns
     -------
@@ -252,7 +256,7 @@ def merge_similar(
     similarity = lagged_cosine_similarity(array, max_shift)
     amplitude = np.abs(array).max(axis=(1, 2))
     ratio = np.minimum(amplitude[:, None], amplitude[None, :]) / np.maximum(amplitude[:, None], amplitude[None, :])
-    pairs = (similarity >= similarity_threshold) & (ratio >= 0.5)
+    pairs = (similarity >= similarity_threshold) & (ratio >= min_amplitude_ratio)
     parent = np.arange(n)
 
     def root(i: int) -> int:
