@@ -221,7 +221,7 @@ class RefractoryCheck:
 
 def merge_similar(
     templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.95, max_shift: int = 3,
-    refractory: RefractoryCheck | None = None, min_amplitude_ratio: float = 0.5,
+    refractory: RefractoryCheck | None = None, min_amplitude_ratio: float = 0.7,
 ) -> np.ndarray:
     """Merge labels whose templates are similar (cosine similarity with small lags).
 
@@ -239,7 +239,7 @@ def merge_similar(
     refractory : RefractoryCheck or None
         When given, similar pairs that fire independently of each other (``RefractoryCheck``)
         are not merged.
-    min_amplitude_ratio : float, default: 0.5
+    min_amplitude_ratio : float, default: 0.7
         Smallest ratio of the two peak amplitudes (smaller / larger) of a pair that merges: the
         cosine similarity ignores scale, so two units of one shape but different sizes would
         otherwise merge.

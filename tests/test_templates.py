@@ -43,10 +43,9 @@ def test_merge_needs_amplitudes_within_the_ratio():
     base = np.stack([_spike(), 0.5 * _spike()], axis=1) * 50
     templates = _templates([base, 0.62 * base, 0.3 * base])  # one shape at three sizes
     labels = np.array([0, 1, 2])
-    assert len(set(merge_similar(templates, labels))) == 2  # the default 0.5 joins 0 and 1, not 2
-    merged = merge_similar(templates, labels, min_amplitude_ratio=0.25)
-    assert len(set(merged)) == 1
-    assert len(set(merge_similar(templates, labels, min_amplitude_ratio=0.7))) == 3
+    assert len(set(merge_similar(templates, labels))) == 3  # the default 0.7 keeps all three apart
+    assert len(set(merge_similar(templates, labels, min_amplitude_ratio=0.5))) == 2  # joins 0 and 1, not 2
+    assert len(set(merge_similar(templates, labels, min_amplitude_ratio=0.25))) == 1
 
 
 def test_similar_clusters_that_fire_independently_are_not_merged():
