@@ -1,5 +1,5 @@
 """The benchmark report: the summary over cases (dlsort against the best peer, the units it misses), the
-generalization table, and rewriting one section in place."""
+generalization table, DeepInterpolation's denoising goal, and rewriting one section in place."""
 
 import sys
 from pathlib import Path
@@ -118,3 +118,22 @@ def test_a_regenerated_report_keeps_the_sections_whose_results_are_absent():
     new = ["## DI", "", "Not run yet.", "", "## Next", "", "new next", ""]
     assert keep_sections_not_run(new, old) == ["## DI", "", "intro", "### NP", "", "| np |", "### real", "",
                                                "| real |", "## Next", "", "new next", ""]
+
+
+def test_deepinterpolation_goal_compares_the_best_rows_that_keep_the_amplitude():
+    from report import deepinterpolation_goal
+
+    def row(db: float, kept: float) -> dict:
+        return {"noise_reduction_db": db, "amplitude_kept": kept, "waveform_correlation": 0.9, "spikes": 10}
+
+    methods = {"Gaussian 2 kHz": row(3.7, 0.82), "Gaussian 3 kHz": row(2.8, 0.9006), "Gaussian 4 kHz": row(2.2, 0.94),
+               "Wiener (fitted on the recording)": row(5.2, 0.68), "DeepInterpolation, a": row(6.5, 0.89),
+               "DeepInterpolation, b": row(5.9, 0.91)}
+    met = deepinterpolation_goal({"methods": methods})
+    # the rows that lose amplitude (Gaussian 2 kHz, Wiener, a) are not compared
+    assert met.endswith("DeepInterpolation, b, 5.90 dB, against Gaussian 3 kHz, 2.80 dB: +3.10 dB, met.")
+    methods["Gaussian 3 kHz"] = row(3.0, 0.9)
+    assert deepinterpolation_goal({"methods": methods}).endswith(": +2.90 dB, **not met**.")
+    del methods["DeepInterpolation, b"]
+    assert deepinterpolation_goal({"methods": methods}).endswith("**not met**: no DeepInterpolation row keeps that "
+                                                                 "much.")
