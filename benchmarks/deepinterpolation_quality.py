@@ -53,10 +53,7 @@ from report import dlsort_source, write_report  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FS = 30_000.0
 GAUSSIAN_CUTOFFS_HZ = (2000, 3000, 4000, 5000, 6000)
-# A low-pass after DeepInterpolation: the top of the spike band (the sorter band-passes to 6 kHz). The
-# self-supervised objective cannot tell noise correlated across the blind spot from signal, so the
-# network reproduces part of it; this removes some of that (see the module docstring).
-AFTER_DEEPINTERPOLATION_HZ = 6000
+AFTER_DEEPINTERPOLATION_HZ = 6000  # the top of the spike band the sorter keeps (see the module docstring)
 SPIKE_WINDOW = (-30, 60)  # samples around the clean peak: -1 to +2 ms
 SNIPPET_REPEATS = 10  # 0.33 s of real noise alone held 8 scorable spikes; tiled, about ten times as many
 
@@ -173,6 +170,7 @@ def evaluate_case(name: str, hybrid, folder: Path, models: dict[str, Path | str]
     methods["Wiener (fitted on the recording)"] = score(wiener_filter(noisy))
     runs = {}
     own_model = None
+
     def score_deepinterpolation(label: str, traces: np.ndarray) -> None:
         methods[f"DeepInterpolation, {label}"] = score(traces)
         methods[f"DeepInterpolation, {label}, then Gaussian {AFTER_DEEPINTERPOLATION_HZ / 1000:g} kHz"] = score(
