@@ -34,7 +34,7 @@ is also scored after a 6-kHz Gaussian low-pass (``AFTER_DEEPINTERPOLATION_HZ``; 
 ``gaussian_filter(freq_min=None, freq_max=6000 / sqrt(ln 2))``, about 7.2 kHz, is the same filter):
 the network predicts each frame's expected value given the frames around it, and noise correlated
 across the blind spot (Neuropixels noise: 0.31 at 2 frames, 0.21 at 3) is part of that expectation,
-so the network reproduces it along with the signal; most of it lies above the spike band.
+so the network reproduces it along with the signal; part of it lies above the spike band.
 """
 
 from __future__ import annotations
