@@ -19,6 +19,9 @@
 3. Optional discriminant split (``split_bimodality > 0``): every cluster is cut in two by k-means
    on the clustering features and kept cut when its members' projection on the two halves'
    Fisher discriminant is bimodal enough (``discriminant_bimodality``).
+4. Footprint split (``footprint_bimodality > 0``): the same test on each member's amplitude at the
+   cluster's trough on every channel near the cluster's centre (``trough_footprints``), which
+   tells apart two neighbouring units whose main-channel waveforms look alike.
 
 Over-split units are merged later by template similarity (``dlsort.templates.merge_similar``).
 """
@@ -221,6 +224,9 @@ def cluster(
     split_components: int = 0,
     footprint_components: int = 0,
     split_bimodality: float = 0.0,
+    footprint_bimodality: float = 0.0,
+    footprint_radius_um: float = 40.0,
+    channel_locations: np.ndarray | None = None,
 ) -> np.ndarray:
     """Cluster peaks from their features.
 
@@ -250,6 +256,12 @@ def cluster(
     split_bimodality : float, default: 0.0
         A cluster whose two k-means halves give a ``discriminant_bimodality`` of at least this
         (in (0, 1]) is split in two (0 = no discriminant split).
+    footprint_bimodality : float, default: 0.0
+        The same test on each cluster's ``trough_footprints`` (0 = no footprint split).
+    footprint_radius_um : float, default: 40.0
+        Channels at most this far from a cluster's centre make its trough footprints.
+    channel_locations : np.ndarray or None, default: None
+        (num_channels, 2) channel positions in um; needed by the footprint split.
 
     Returns
     -------
@@ -261,6 +273,8 @@ def cluster(
         raise ValueError(f"features has {len(features)} rows but there are {len(peaks)} peaks")
     if min_cluster_size < 2:
         raise ValueError(f"min_cluster_size must be >= 2, got {min_cluster_size}")
+    if footprint_bimodality > 0 and (channel_locations is None or features.basis is None):
+        raise ValueError("the footprint split needs channel_locations and features with a basis (a decoder)")
     if len(peaks) == 0:
         return np.zeros(0, dtype="int64")
     waveform = features.waveform_features()
@@ -276,6 +290,9 @@ def cluster(
         )
     if split_bimodality > 0:
         labels = _discriminant_split(waveform, labels, min_cluster_size, split_bimodality)
+    if footprint_bimodality > 0:
+        labels = _footprint_split(features, peaks["channel_index"], labels, channel_locations, min_cluster_size,
+                                  footprint_bimodality, footprint_radius_um)
     return _relabel(labels)
 
 
@@ -387,14 +404,94 @@ def discriminant_bimodality(points: np.ndarray) -> tuple[float, np.ndarray]:
     return float(1.0 - counts[low:high + 1].min() / min(counts[low], counts[high])), halves
 
 
+def _bimodal_halves(points: np.ndarray, min_cluster_size: int, threshold: float) -> np.ndarray | None:
+    """The k-means halves of ``points`` when they are bimodal enough and each holds ``min_cluster_size``, else None."""
+    score, halves = discriminant_bimodality(points)
+    if score >= threshold and np.bincount(halves, minlength=2).min() >= min_cluster_size:
+        return halves
+    return None
+
+
 def _discriminant_split(points: np.ndarray, labels: np.ndarray, min_cluster_size: int,
                         threshold: float) -> np.ndarray:
     """``labels`` with every cluster whose ``discriminant_bimodality`` reaches ``threshold`` cut in two."""
     def split(members: np.ndarray) -> np.ndarray:
-        score, halves = discriminant_bimodality(points[members])
-        if score >= threshold and min(np.sum(halves == 0), np.sum(halves == 1)) >= min_cluster_size:
-            return halves
-        return np.zeros(len(members), dtype="int64")
+        halves = _bimodal_halves(points[members], min_cluster_size, threshold)
+        return np.zeros(len(members), dtype="int64") if halves is None else halves
+
+    return _split_each(labels, min_cluster_size, split)
+
+
+def trough_footprints(features: PeakFeatures, channels: np.ndarray, members: np.ndarray,
+                      channel_locations: np.ndarray, radius_um: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each member's amplitude at the cluster's trough on every channel near the cluster's centre.
+
+    The centre is the members' most common detection channel; on each channel within
+    ``radius_um`` of it, the trough is the sample where the members' mean waveform (their mean
+    embedding decoded by the features' basis) is lowest, and a member's amplitude there is read
+    from its own decoded waveform. Two units a few tens of um apart with alike main-channel
+    waveforms differ in these footprints.
+
+    Parameters
+    ----------
+    features : PeakFeatures
+        Features with a ``basis``.
+    channels : np.ndarray
+        Detection channel of every peak of ``features``.
+    members : np.ndarray
+        Indices of the cluster's peaks.
+    channel_locations : np.ndarray
+        (num_channels, 2) positions in um.
+    radius_um : float
+
+    Returns
+    -------
+    amplitudes : np.ndarray
+        float32 (len(members), channels near the centre).
+    covered : np.ndarray
+        bool, same shape: False where the channel is outside the member's own neighbourhood
+        (its amplitude there is meaningless).
+    """
+    locations = np.asarray(channel_locations, dtype="float64")[:, :2]
+    centre = int(np.bincount(channels[members]).argmax())
+    near = np.flatnonzero(np.linalg.norm(locations - locations[centre], axis=1) <= radius_um)
+    slots = features.neighbourhoods.indices[channels[members]]  # (members, width): channel of each slot
+    column = np.full(len(locations) + 1, -1)
+    column[near] = np.arange(len(near))
+    rows, filled = np.nonzero(column[slots] >= 0)  # slots == -1 read column[-1], which is -1
+    embedding = features.embedding[members]
+    laid = np.zeros((len(members), embedding.shape[1], len(near)), dtype="float32")
+    covered = np.zeros((len(members), len(near)), dtype=bool)
+    laid[rows, :, column[slots[rows, filled]]] = embedding[rows, :, filled]
+    covered[rows, column[slots[rows, filled]]] = True
+    mean = laid.sum(axis=0) / np.maximum(covered.sum(axis=0), 1)  # (components, near)
+    trough = features.basis.inverse_transform(mean.T).argmin(axis=1)  # (near,)
+    basis = features.basis
+    amplitudes = basis.mean[trough] + np.einsum("nkc,kc->nc", laid, basis.components[:, trough])
+    return amplitudes.astype("float32"), covered
+
+
+def _footprint_split(features: PeakFeatures, channels: np.ndarray, labels: np.ndarray,
+                     channel_locations: np.ndarray, min_cluster_size: int, threshold: float,
+                     radius_um: float) -> np.ndarray:
+    """``labels`` with every cluster whose trough footprints are bimodal enough cut in two.
+
+    The test runs on the members whose neighbourhood covers every channel near the centre; the
+    others join the half whose mean footprint is nearer on the channels they cover.
+    """
+    def split(members: np.ndarray) -> np.ndarray:
+        amplitudes, covered = trough_footprints(features, channels, members, channel_locations, radius_um)
+        complete = covered.all(axis=1)
+        halves = None
+        if complete.sum() >= 2 * min_cluster_size:
+            halves = _bimodal_halves(amplitudes[complete], min_cluster_size, threshold)
+        if halves is None:
+            return np.zeros(len(members), dtype="int64")
+        centroids = np.stack([amplitudes[complete][halves == half].mean(axis=0) for half in (0, 1)])
+        distances = ((amplitudes[:, None, :] - centroids[None]) ** 2 * covered[:, None, :]).sum(axis=2)
+        local = distances.argmin(axis=1)
+        local[complete] = halves
+        return local
 
     return _split_each(labels, min_cluster_size, split)
 

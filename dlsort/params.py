@@ -258,6 +258,24 @@ PARAMETERS: dict[str, Parameter] = {
         low=0.0,
         high=1.0,
     ),
+    "footprint_bimodality": Parameter(
+        0.8,
+        "Footprint split: a cluster cut in two by k-means on its members' amplitudes at its trough on the channels "
+        "near its centre is kept cut when their projection on the halves' Fisher discriminant is at least this "
+        "bimodal (0-1; 0 = no split); it tells apart neighbouring units whose main-channel waveforms look alike. "
+        "0.8 chosen by the ground-truth benchmark: the cluster holding dense case H's units 1 and 74 scores 0.84, "
+        "the cuts that cost drifting case D a unit score up to 0.73 (docs/benchmarks.md).",
+        float,
+        low=0.0,
+        high=1.0,
+    ),
+    "footprint_radius_um": Parameter(
+        40.0,
+        "Channels at most this far (um) from a cluster's most common detection channel make the footprints of "
+        "the footprint split.",
+        float,
+        low=1.0,
+    ),
     "merge_similarity": Parameter(
         0.95,
         "Cosine similarity of templates above which clusters merge. 0.95 since the ground-truth benchmark: pieces of "
@@ -392,6 +410,12 @@ def validate_params(params: dict[str, Any]) -> dict[str, Any]:
                                "train autoencoder' (the path of its weights.safetensors) or a catalog id")
     check_far_field_rule(merged["detection_far_field_ratio"], merged["detection_radius_um"],
                          merged["detection_far_field_radius_um"])
+    if merged["footprint_bimodality"] > 0 and merged["footprint_radius_um"] > merged["neighbourhood_radius_um"]:
+        raise DlsortInputError(
+            f"footprint_radius_um={merged['footprint_radius_um']} exceeds neighbourhood_radius_um="
+            f"{merged['neighbourhood_radius_um']}: no spike's neighbourhood would cover its footprint channels; "
+            "lower footprint_radius_um or raise neighbourhood_radius_um"
+        )
     if merged["n_jobs"] == 0 or merged["n_jobs"] < -1:
         raise DlsortInputError(f"n_jobs={merged['n_jobs']} is invalid; use -1 (all cores) or a positive number")
     return merged

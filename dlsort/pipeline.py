@@ -259,6 +259,9 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             split_components=p["split_components"],
             footprint_components=p["footprint_components"],
             split_bimodality=p["split_bimodality"],
+            footprint_bimodality=p["footprint_bimodality"],
+            footprint_radius_um=p["footprint_radius_um"],
+            channel_locations=rec.get_channel_locations(),
         )
     if np.any(labels >= 0):
         # Merge decisions on templates decoded from the features (no pass over the recording) ...

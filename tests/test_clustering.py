@@ -171,3 +171,62 @@ def test_discriminant_split_cuts_a_cluster_of_two_units_and_leaves_one_unit_whol
     assert adjusted_rand_score(truth, labels) > 0.98
     untouched = _discriminant_split(points, np.repeat([0, 1], [400, 500]), min_cluster_size=300, threshold=0.5)
     assert np.array_equal(untouched, np.repeat([0, 1], [400, 500]))  # a half below min_cluster_size: no cut
+
+
+def _alike_on_main_channel(rng, scale_spread=0.15):
+    """Units A (300 peaks) and B (200) on channel 2 with the same main-channel trough and different footprints.
+
+    The basis decodes a component-0 coefficient c into c times a negative Gaussian trough at sample 8; 20 of B's
+    peaks are detected on channel 3, whose neighbourhood lacks channel 0.
+    """
+    from dlsort.features import TemporalPCA
+
+    hood = build_neighbourhoods(LOCATIONS, 45.0)
+    trough = -np.exp(-0.5 * ((np.arange(20) - 8) / 2.0) ** 2)
+    second = np.sin(np.arange(20) / 3.0)
+    second -= (second @ trough) / (trough @ trough) * trough
+    basis = TemporalPCA(np.zeros(20, "float32"),
+                        np.stack([trough / np.linalg.norm(trough), second / np.linalg.norm(second)]).astype("float32"))
+    footprints = {"A": np.array([2.0, 6.0, 10.0, 6.0, 2.0, 0.0]), "B": np.array([0.5, 1.5, 10.0, 9.0, 5.0, 1.0])}
+    embeddings, channels = [], []
+    for unit, channel, count in (("A", 2, 300), ("B", 2, 180), ("B", 3, 20)):
+        slots = hood.indices[channel]
+        coefficient = np.where(slots >= 0, footprints[unit][np.maximum(slots, 0)], 0.0)
+        scale = rng.lognormal(sigma=scale_spread, size=(count, 1))
+        embedding = rng.normal(scale=0.8, size=(count, 2, hood.width))
+        embedding[:, 0] += scale * coefficient
+        embeddings.append(embedding * (slots >= 0))
+        channels.append(np.full(count, channel))
+    features = PeakFeatures(np.concatenate(embeddings).astype("float32"),
+                            np.repeat(LOCATIONS[[2]], 500, axis=0).astype("float32"), hood, basis=basis)
+    return features, np.concatenate(channels), np.repeat([0, 1], [300, 200])
+
+
+def test_trough_footprints_read_each_member_at_the_cluster_trough():
+    from dlsort.clustering import trough_footprints
+
+    features, channels, _ = _alike_on_main_channel(np.random.default_rng(3))
+    members = np.arange(len(channels))
+    amplitudes, covered = trough_footprints(features, channels, members, LOCATIONS, radius_um=45.0)
+    assert amplitudes.shape == covered.shape == (500, 5)  # channels 0-4
+    assert covered[:480].all() and covered[480:, 1:].all() and not covered[480:, 0].any()  # channel 3 lacks 0
+    at_trough = features.basis.inverse_transform(np.transpose(features.embedding[:480], (0, 2, 1)))[:, :, 8]
+    slots = features.neighbourhoods.indices[2]
+    expected = at_trough[:, [int(np.flatnonzero(slots == c)[0]) for c in range(5)]]
+    np.testing.assert_allclose(amplitudes[:480], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_footprint_split_separates_units_alike_on_their_main_channel():
+    from dlsort.clustering import _footprint_split
+
+    features, channels, truth = _alike_on_main_channel(np.random.default_rng(4))
+    one_cluster = np.zeros(len(channels), dtype="int64")
+    split = _footprint_split(features, channels, one_cluster, LOCATIONS, min_cluster_size=20, threshold=0.8,
+                             radius_um=40.0)
+    assert adjusted_rand_score(truth, split) > 0.95  # channel-3 peaks of B joined B on the channels they cover
+    # one unit whose amplitude varies (a continuum, not two modes) stays whole
+    single = _footprint_split(features.subset(np.arange(300)), channels[:300], one_cluster[:300], LOCATIONS,
+                              min_cluster_size=20, threshold=0.8, radius_um=40.0)
+    assert np.all(single == 0)
+    with pytest.raises(ValueError, match="footprint split needs channel_locations"):
+        cluster(features, _peaks(channels), footprint_bimodality=0.8)

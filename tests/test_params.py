@@ -30,6 +30,7 @@ def test_override_is_merged():
         ({"n_jobs": 0}, "n_jobs=0 is invalid"),
         ({"detection_far_field_ratio": 0.5}, "far-field ratio must be 0 (off) or above 1"),
         ({"detection_far_field_radius_um": 40.0}, "must exceed the exclusion radius"),
+        ({"footprint_radius_um": 100.0}, "exceeds neighbourhood_radius_um=75.0"),
     ],
 )
 def test_bad_parameters_are_named(params, fragment):
