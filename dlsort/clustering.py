@@ -388,7 +388,8 @@ def discriminant_bimodality(points: np.ndarray) -> tuple[float, np.ndarray]:
     first, second = points[halves == 0], points[halves == 1]
     if min(len(first), len(second)) < 3:
         return 0.0, halves
-    pooled = np.cov(first.T) * (len(first) - 1) + np.cov(second.T) * (len(second) - 1)
+    pooled = (np.atleast_2d(np.cov(first.T)) * (len(first) - 1)
+              + np.atleast_2d(np.cov(second.T)) * (len(second) - 1))
     direction = np.linalg.solve(pooled / (len(points) - 2) + 1e-6 * np.eye(len(pooled)),
                                 first.mean(axis=0) - second.mean(axis=0))
     projection = points @ direction
@@ -477,13 +478,14 @@ def _footprint_split(features: PeakFeatures, channels: np.ndarray, labels: np.nd
     """``labels`` with every cluster whose trough footprints are bimodal enough cut in two.
 
     The test runs on the members whose neighbourhood covers every channel near the centre; the
-    others join the half whose mean footprint is nearer on the channels they cover.
+    others join the half whose mean footprint is nearer on the channels they cover. A cluster with
+    one channel near its centre (a sparse probe) has no footprint and stays whole.
     """
     def split(members: np.ndarray) -> np.ndarray:
         amplitudes, covered = trough_footprints(features, channels, members, channel_locations, radius_um)
         complete = covered.all(axis=1)
         halves = None
-        if complete.sum() >= 2 * min_cluster_size:
+        if amplitudes.shape[1] >= 2 and complete.sum() >= 2 * min_cluster_size:
             halves = _bimodal_halves(amplitudes[complete], min_cluster_size, threshold)
         if halves is None:
             return np.zeros(len(members), dtype="int64")

@@ -165,6 +165,7 @@ def test_discriminant_split_cuts_a_cluster_of_two_units_and_leaves_one_unit_whol
     one = rng.normal(size=(400, 4)) * [3.0, 1.0, 1.0, 1.0]  # one unit, stretched along its first axis
     two = np.concatenate([rng.normal(size=(300, 4)), rng.normal(size=(200, 4)) + [0.0, 6.0, 0.0, 0.0]])
     assert discriminant_bimodality(one)[0] < 0.5 < 0.9 < discriminant_bimodality(two)[0]
+    assert discriminant_bimodality(two[:, 1:2])[0] > 0.9  # one dimension
     points = np.concatenate([one + 30.0, two])
     truth = np.repeat([0, 1, 2], [400, 300, 200])
     labels = _discriminant_split(points, np.repeat([0, 1], [400, 500]), min_cluster_size=20, threshold=0.5)
@@ -228,5 +229,9 @@ def test_footprint_split_separates_units_alike_on_their_main_channel():
     single = _footprint_split(features.subset(np.arange(300)), channels[:300], one_cluster[:300], LOCATIONS,
                               min_cluster_size=20, threshold=0.8, radius_um=40.0)
     assert np.all(single == 0)
+    # with one channel near the centre (a sparse probe) there is no footprint: the cluster stays whole
+    alone = _footprint_split(features, channels, one_cluster, LOCATIONS, min_cluster_size=20, threshold=0.8,
+                             radius_um=10.0)
+    assert np.all(alone == 0)
     with pytest.raises(ValueError, match="footprint split needs channel_locations"):
         cluster(features, _peaks(channels), footprint_bimodality=0.8)
