@@ -263,8 +263,9 @@ PARAMETERS: dict[str, Parameter] = {
         "Footprint split: a cluster cut in two by k-means on its members' amplitudes at its trough on the channels "
         "near its centre is kept cut when their projection on the halves' Fisher discriminant is at least this "
         "bimodal (0-1; 0 = no split); it tells apart neighbouring units whose main-channel waveforms look alike. "
-        "0.8 chosen by the ground-truth benchmark: the cluster holding dense case H's units 1 and 74 scores 0.84, "
-        "the cuts that cost drifting case D a unit score up to 0.73 (docs/benchmarks.md).",
+        "0.8 since the ground-truth benchmark: dense case H 72 -> 74 well-detected units (its units 1 and 74 shared "
+        "a cluster, which scores 0.84), S, M, D, L unchanged; at 0.5 drifting case D lost a unit to cuts scoring "
+        "0.50-0.73 (docs/benchmarks.md).",
         float,
         low=0.0,
         high=1.0,
