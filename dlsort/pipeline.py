@@ -2,8 +2,8 @@
 
 recording -> preprocess (filter, reference; cached) -> motion correction -> detect peaks -> sample peaks
 for clustering -> neighbourhood snippets -> denoise -> features -> HDBSCAN (+ optional split)
--> merge clusters with similar feature-decoded templates -> templates from the recording ->
-clean -> template matching over the whole recording -> curation -> sorting.
+-> merge clusters with similar feature-decoded templates -> templates from the recording (merged again
+by the same rule) -> clean -> template matching over the whole recording -> curation -> sorting.
 
 Every stage streams in chunks through SpikeInterface's job machinery; clustering sees at most
 ``clustering_max_spikes_per_channel`` peaks per channel, so its memory does not grow with the
@@ -38,7 +38,7 @@ from dlsort.templates import (
     RefractoryCheck,
     clean_templates,
     cluster_rates_hz,
-    estimate_templates,
+    estimate_merged_templates,
     merge_similar,
     templates_from_features,
 )
@@ -263,14 +263,15 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             footprint_radius_um=p["footprint_radius_um"],
             channel_locations=rec.get_channel_locations(),
         )
+    merge = dict(similarity_threshold=p["merge_similarity"], min_amplitude_ratio=p["merge_amplitude_ratio"],
+                 refractory=RefractoryCheck.of_peaks(sampled, rec, p["merge_refractory_ms"]))
     if np.any(labels >= 0):
         # Merge decisions on templates decoded from the features (no pass over the recording) ...
-        labels = merge_similar(templates_from_features(features, sampled, labels, rec), labels,
-                               similarity_threshold=p["merge_similarity"],
-                               refractory=RefractoryCheck.of_peaks(sampled, rec, p["merge_refractory_ms"]),
-                               min_amplitude_ratio=p["merge_amplitude_ratio"])
-    # ... and the final templates averaged from the recording: dense, so matching sees every channel.
-    templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
+        labels = merge_similar(templates_from_features(features, sampled, labels, rec), labels, **merge)
+    # ... and the final templates averaged from the recording: dense, so matching sees every channel, and merged
+    # again by the same rule (on a sparse probe the pieces of a unit may share no channel in the decoded templates).
+    labels, templates = estimate_merged_templates(rec, sampled, labels, merge=merge, seed=seed, job_kwargs=job_kwargs,
+                                                  **window)
     rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
                                 rec.get_total_duration())
     templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], rates_hz,

@@ -90,6 +90,52 @@ def estimate_templates(
     )
 
 
+def estimate_merged_templates(
+    recording,
+    peaks: np.ndarray,
+    labels: np.ndarray,
+    ms_before: float,
+    ms_after: float,
+    merge: dict | None = None,
+    seed: int | None = None,
+    job_kwargs: dict | None = None,
+) -> tuple[np.ndarray, Templates]:
+    """Templates averaged from the recording, after merging the labels whose templates ``merge_similar`` joins.
+
+    Dense templates see every channel, so they join the pieces of a unit that templates decoded
+    from features cannot compare: on a probe whose pitch exceeds the neighbourhood radius, two
+    pieces detected on different channels share no channel in the decoded templates. When a
+    merge happens the templates are averaged again for the merged labels.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+        Preprocessed recording.
+    peaks : np.ndarray
+        Peak array.
+    labels : np.ndarray
+        One label per peak, -1 ignored; labels must be 0..n-1.
+    ms_before, ms_after : float
+    merge : dict or None
+        Keyword arguments of ``merge_similar`` (None: its defaults).
+    seed : int or None
+    job_kwargs : dict or None
+
+    Returns
+    -------
+    labels : np.ndarray
+        The merged labels (``labels`` itself when nothing merged).
+    templates : Templates
+        Dense templates of the returned labels.
+    """
+    window = dict(ms_before=ms_before, ms_after=ms_after, seed=seed, job_kwargs=job_kwargs)
+    templates = estimate_templates(recording, peaks, labels, **window)
+    merged = merge_similar(templates, labels, **(merge or {}))
+    if merged.max(initial=-1) == labels.max(initial=-1):
+        return labels, templates
+    return merged, estimate_templates(recording, peaks, merged, **window)
+
+
 def templates_from_features(
     features: PeakFeatures, peaks: np.ndarray, labels: np.ndarray, recording, min_coverage: float = 0.5
 ) -> Templates:

@@ -139,3 +139,36 @@ def test_templates_decoded_from_features_follow_the_channels():
     # channel 1: centre (2) for one peak, neighbour (1) for the other -> 1.5; channel 0 seen by one of two peaks
     np.testing.assert_allclose(scale, [1.0, 1.5, 1.5, 1.0], atol=1e-5)
     assert templates.nbefore == 15
+
+
+def test_dense_templates_merge_pieces_of_a_unit_that_share_no_neighbourhood_channel():
+    from spikeinterface.core import NumpyRecording
+
+    from dlsort.templates import estimate_merged_templates
+
+    rng = np.random.default_rng(0)
+    traces = rng.normal(scale=2.0, size=(60_000, 2)).astype("float32")
+    shape_a, shape_b = 60.0 * _spike(), 40.0 * _spike(width=8.0)[::-1]  # B: wider, its trough late
+    times_a, times_b = np.arange(200, 59_000, 600), np.arange(500, 59_000, 600)
+    for t in times_a:  # unit A on both channels (100 um apart): pieces detected on either are one unit
+        traces[t - 15:t + 25] += np.stack([shape_a, 0.75 * shape_a], axis=1)
+    for t in times_b:
+        traces[t - 15:t + 25, 1] += shape_b
+    recording = NumpyRecording([traces], 30000.0)
+    recording.set_dummy_probe_from_locations(np.array([[0.0, 0.0], [0.0, 100.0]]))
+    fields = [("sample_index", "i8"), ("channel_index", "i8"), ("amplitude", "f8"), ("segment_index", "i8")]
+    peaks = np.zeros(len(times_a) + len(times_b), dtype=fields)
+    peaks["sample_index"] = np.concatenate([times_a, times_b])
+    peaks["channel_index"] = np.concatenate([np.arange(len(times_a)) % 2, np.ones(len(times_b), int)])
+    order = np.argsort(peaks["sample_index"])
+    labels = np.concatenate([np.arange(len(times_a)) % 2, np.full(len(times_b), 2)])[order]  # A cut in two by channel
+    peaks = peaks[order]
+    job = dict(n_jobs=1, progress_bar=False)
+    merged, templates = estimate_merged_templates(recording, peaks, labels, ms_before=0.5, ms_after=1.0, seed=0,
+                                                  job_kwargs=job)
+    assert templates.num_units == 2 and merged.max() == 1
+    is_a = np.isin(peaks["sample_index"], times_a)
+    assert len(np.unique(merged[is_a])) == 1 and np.all(merged[~is_a] != merged[is_a][0])
+    same, kept = estimate_merged_templates(recording, peaks, np.where(is_a, 0, 1), ms_before=0.5, ms_after=1.0,
+                                           seed=0, job_kwargs=job)
+    assert np.array_equal(same, np.where(is_a, 0, 1)) and kept.num_units == 2  # nothing to merge: labels kept
