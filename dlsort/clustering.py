@@ -1,4 +1,4 @@
-"""Clustering stage: HDBSCAN on peak features, with an optional split step.
+"""Clustering stage: HDBSCAN on peak features, then split steps.
 
 ``cluster(features, peaks, ...)`` returns one label per peak (-1 = noise):
 
@@ -465,9 +465,9 @@ def trough_footprints(features: PeakFeatures, channels: np.ndarray, members: np.
     covered = np.zeros((len(members), len(near)), dtype=bool)
     laid[rows, :, column[slots[rows, filled]]] = embedding[rows, :, filled]
     covered[rows, column[slots[rows, filled]]] = True
-    mean = laid.sum(axis=0) / np.maximum(covered.sum(axis=0), 1)  # (components, near)
-    trough = features.basis.inverse_transform(mean.T).argmin(axis=1)  # (near,)
     basis = features.basis
+    mean = laid.sum(axis=0) / np.maximum(covered.sum(axis=0), 1)  # (components, near)
+    trough = basis.inverse_transform(mean.T).argmin(axis=1)  # (near,)
     amplitudes = basis.mean[trough] + np.einsum("nkc,kc->nc", laid, basis.components[:, trough])
     return amplitudes.astype("float32"), covered
 
