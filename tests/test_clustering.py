@@ -174,7 +174,7 @@ def test_discriminant_split_cuts_a_cluster_of_two_units_and_leaves_one_unit_whol
     assert np.array_equal(untouched, np.repeat([0, 1], [400, 500]))  # a half below min_cluster_size: no cut
 
 
-def _alike_on_main_channel(rng, scale_spread=0.15):
+def _alike_on_main_channel(rng):
     """Units A (300 peaks) and B (200) on channel 2 with the same main-channel trough and different footprints.
 
     The basis decodes a component-0 coefficient c into c times a negative Gaussian trough at sample 8; 20 of B's
@@ -193,7 +193,7 @@ def _alike_on_main_channel(rng, scale_spread=0.15):
     for unit, channel, count in (("A", 2, 300), ("B", 2, 180), ("B", 3, 20)):
         slots = hood.indices[channel]
         coefficient = np.where(slots >= 0, footprints[unit][np.maximum(slots, 0)], 0.0)
-        scale = rng.lognormal(sigma=scale_spread, size=(count, 1))
+        scale = rng.lognormal(sigma=0.15, size=(count, 1))  # amplitudes vary 15 % around the footprint
         embedding = rng.normal(scale=0.8, size=(count, 2, hood.width))
         embedding[:, 0] += scale * coefficient
         embeddings.append(embedding * (slots >= 0))
