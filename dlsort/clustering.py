@@ -296,6 +296,41 @@ def cluster(
     return _relabel(labels)
 
 
+def lay_on_channels(features: PeakFeatures, channels: np.ndarray, members: np.ndarray,
+                    target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Peaks' neighbourhood embeddings placed in the columns of the ``target`` channels.
+
+    Parameters
+    ----------
+    features : PeakFeatures
+    channels : np.ndarray
+        Detection channel of every peak of ``features``.
+    members : np.ndarray
+        Indices of the peaks to lay.
+    target : np.ndarray
+        Channel indices, one column each.
+
+    Returns
+    -------
+    laid : np.ndarray
+        float32 (len(members), n_components, len(target)); zero where a target channel is outside
+        the peak's own neighbourhood.
+    covered : np.ndarray
+        bool (len(members), len(target)): the target channels each peak's neighbourhood holds.
+    """
+    slots = features.neighbourhoods.indices[channels[members]]  # (members, width): channel of each slot, -1 = none
+    column = np.full(features.neighbourhoods.indices.shape[0] + 1, -1)
+    column[target] = np.arange(len(target))
+    rows, filled = np.nonzero(column[slots] >= 0)  # slots == -1 read column[-1], which is -1
+    columns = column[slots[rows, filled]]
+    embedding = features.embedding[members]
+    laid = np.zeros((len(members), embedding.shape[1], len(target)), dtype="float32")
+    covered = np.zeros((len(members), len(target)), dtype=bool)
+    laid[rows, :, columns] = embedding[rows, :, filled]
+    covered[rows, columns] = True
+    return laid, covered
+
+
 def footprint_scores(features: PeakFeatures, channels: np.ndarray, members: np.ndarray,
                      n_components: int) -> np.ndarray:
     """Principal scores of peaks' neighbourhood embeddings laid on the channels the peaks cover.
@@ -320,11 +355,7 @@ def footprint_scores(features: PeakFeatures, channels: np.ndarray, members: np.n
         float (len(members), min(n_components, available)).
     """
     slots = features.neighbourhoods.indices[channels[members]]  # (members, width): channel of each slot, -1 = none
-    covered, column = np.unique(slots[slots >= 0], return_inverse=True)
-    embedding = features.embedding[members]
-    laid = np.zeros((len(members), embedding.shape[1], len(covered)), dtype="float32")
-    rows, filled = np.nonzero(slots >= 0)  # the same order as slots[slots >= 0]
-    laid[rows, :, column] = embedding[rows, :, filled]
+    laid, _ = lay_on_channels(features, channels, members, np.unique(slots[slots >= 0]))
     scores = _principal_scores(laid.reshape(len(members), -1), n_components)
     return scores / (float(np.std(scores[:, 0])) or 1.0)
 
@@ -456,15 +487,7 @@ def trough_footprints(features: PeakFeatures, channels: np.ndarray, members: np.
     locations = np.asarray(channel_locations, dtype="float64")[:, :2]
     centre = int(np.bincount(channels[members]).argmax())
     near = np.flatnonzero(np.linalg.norm(locations - locations[centre], axis=1) <= radius_um)
-    slots = features.neighbourhoods.indices[channels[members]]  # (members, width): channel of each slot
-    column = np.full(len(locations) + 1, -1)
-    column[near] = np.arange(len(near))
-    rows, filled = np.nonzero(column[slots] >= 0)  # slots == -1 read column[-1], which is -1
-    embedding = features.embedding[members]
-    laid = np.zeros((len(members), embedding.shape[1], len(near)), dtype="float32")
-    covered = np.zeros((len(members), len(near)), dtype=bool)
-    laid[rows, :, column[slots[rows, filled]]] = embedding[rows, :, filled]
-    covered[rows, column[slots[rows, filled]]] = True
+    laid, covered = lay_on_channels(features, channels, members, near)
     basis = features.basis
     mean = laid.sum(axis=0) / np.maximum(covered.sum(axis=0), 1)  # (components, near)
     trough = basis.inverse_transform(mean.T).argmin(axis=1)  # (near,)
