@@ -2,8 +2,8 @@
 
 recording -> preprocess (filter, reference; cached) -> motion correction -> detect peaks -> sample peaks
 for clustering -> neighbourhood snippets -> denoise -> features -> HDBSCAN (+ optional split)
--> merge clusters with similar feature-decoded templates -> templates from the recording (merged again
-by the same rule) -> clean -> template matching over the whole recording -> curation -> sorting.
+-> merge clusters with similar feature-decoded templates -> templates from the recording (aligned on their
+peaks, merged again by the same rule) -> clean -> template matching over the whole recording -> curation -> sorting.
 
 Every stage streams in chunks through SpikeInterface's job machinery; clustering sees at most
 ``clustering_max_spikes_per_channel`` peaks per channel, so its memory does not grow with the
@@ -270,8 +270,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
         labels = merge_similar(templates_from_features(features, sampled, labels, rec), labels, **merge)
     # ... and the final templates averaged from the recording: dense, so matching sees every channel, and merged
     # again by the same rule (on a sparse probe the pieces of a unit may share no channel in the decoded templates).
-    labels, templates = estimate_merged_templates(rec, sampled, labels, merge=merge, seed=seed, job_kwargs=job_kwargs,
-                                                  **window)
+    sampled, labels, templates = estimate_merged_templates(rec, sampled, labels, peak_sign=p["peak_sign"], merge=merge,
+                                                           seed=seed, job_kwargs=job_kwargs, **window)
     rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
                                 rec.get_total_duration())
     templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], rates_hz,

@@ -14,7 +14,11 @@ import numpy as np
 from spikeinterface.core import Templates
 from spikeinterface.core.waveform_tools import estimate_templates_with_accumulator
 
+from dlsort.errors import check_choice
 from dlsort.features import PeakFeatures
+
+# Samples of lag explored when two templates are compared for a merge.
+MERGE_MAX_SHIFT = 3
 
 
 def estimate_templates(
@@ -90,22 +94,77 @@ def estimate_templates(
     )
 
 
+def extremum_offsets(templates_array: np.ndarray, nbefore: int, peak_sign: str) -> np.ndarray:
+    """Samples from ``nbefore`` to each template's extremum of ``peak_sign``, over all channels.
+
+    Parameters
+    ----------
+    templates_array : np.ndarray
+        (num_units, num_samples, num_channels).
+    nbefore : int
+        Sample of the templates where the peak should sit.
+    peak_sign : {"neg", "pos", "both"}
+        The extremum sought: the most negative value, the most positive, or the largest in magnitude.
+
+    Returns
+    -------
+    np.ndarray
+        int64 (num_units,); positive when the extremum comes after ``nbefore``.
+    """
+    check_choice("peak_sign", peak_sign, ("neg", "pos", "both"))
+    signed = {"neg": -templates_array, "pos": templates_array, "both": np.abs(templates_array)}[peak_sign]
+    return signed.max(axis=2).argmax(axis=1).astype("int64") - nbefore
+
+
+def align_peaks(recording, peaks: np.ndarray, labels: np.ndarray, offsets: np.ndarray, nbefore: int,
+                nafter: int) -> np.ndarray:
+    """A copy of ``peaks`` with each labelled peak moved by its label's offset, a template window inside the recording.
+
+    Parameters
+    ----------
+    recording : BaseRecording
+    peaks : np.ndarray
+        Peak array.
+    labels : np.ndarray
+        One label per peak; -1 peaks do not move.
+    offsets : np.ndarray
+        Samples to move the peaks of each label by (``extremum_offsets``).
+    nbefore, nafter : int
+        Template window.
+
+    Returns
+    -------
+    np.ndarray
+    """
+    aligned = peaks.copy()
+    labelled = labels >= 0
+    moved = aligned["sample_index"][labelled] + offsets[labels[labelled]]
+    ends = np.array([recording.get_num_samples(segment) for segment in range(recording.get_num_segments())])
+    aligned["sample_index"][labelled] = np.clip(moved, nbefore, ends[aligned["segment_index"][labelled]] - nafter)
+    return aligned
+
+
 def estimate_merged_templates(
     recording,
     peaks: np.ndarray,
     labels: np.ndarray,
     ms_before: float,
     ms_after: float,
+    peak_sign: str = "neg",
     merge: dict | None = None,
     seed: int | None = None,
     job_kwargs: dict | None = None,
-) -> tuple[np.ndarray, Templates]:
-    """Templates averaged from the recording, after merging the labels whose templates ``merge_similar`` joins.
+) -> tuple[np.ndarray, np.ndarray, Templates]:
+    """Templates averaged from the recording, aligned on their peaks, after merging the labels ``merge_similar`` joins.
 
-    Dense templates see every channel, so they join the pieces of a unit that templates decoded
-    from features cannot compare: on a probe whose pitch exceeds the neighbourhood radius, two
-    pieces detected on different channels share no channel in the decoded templates. When a
-    merge happens the templates are averaged again for the merged labels.
+    A cluster whose peaks were detected on a channel where the unit peaks earlier or later than
+    on its main channel has its template's peak off the window's centre; its peaks are moved so
+    that the peak sits at the centre (when it is off by more than the merge's lag search,
+    ``max_shift``), and its template averaged again. Aligned dense templates see every channel,
+    so they join the pieces of a unit that templates decoded from features cannot compare: on a
+    probe whose pitch exceeds the neighbourhood radius, two pieces detected on different channels
+    share no channel in the decoded templates, and their peaks may sit a few samples apart. When
+    a merge happens the templates are averaged again for the merged labels.
 
     Parameters
     ----------
@@ -116,6 +175,8 @@ def estimate_merged_templates(
     labels : np.ndarray
         One label per peak, -1 ignored; labels must be 0..n-1.
     ms_before, ms_after : float
+    peak_sign : {"neg", "pos", "both"}, default: "neg"
+        Sign of the peak the templates are aligned on (``extremum_offsets``).
     merge : dict or None
         Keyword arguments of ``merge_similar`` (None: its defaults).
     seed : int or None
@@ -123,6 +184,8 @@ def estimate_merged_templates(
 
     Returns
     -------
+    peaks : np.ndarray
+        The peaks, aligned (``peaks`` itself when no template needed it).
     labels : np.ndarray
         The merged labels (``labels`` itself when nothing merged).
     templates : Templates
@@ -130,10 +193,16 @@ def estimate_merged_templates(
     """
     window = dict(ms_before=ms_before, ms_after=ms_after, seed=seed, job_kwargs=job_kwargs)
     templates = estimate_templates(recording, peaks, labels, **window)
+    offsets = extremum_offsets(templates.templates_array, templates.nbefore, peak_sign)
+    offsets[np.abs(offsets) <= (merge or {}).get("max_shift", MERGE_MAX_SHIFT)] = 0
+    if np.any(offsets != 0):
+        nafter = templates.templates_array.shape[1] - templates.nbefore
+        peaks = align_peaks(recording, peaks, labels, offsets, templates.nbefore, nafter)
+        templates = estimate_templates(recording, peaks, labels, **window)
     merged = merge_similar(templates, labels, **(merge or {}))
     if merged.max(initial=-1) == labels.max(initial=-1):
-        return labels, templates
-    return merged, estimate_templates(recording, peaks, merged, **window)
+        return peaks, labels, templates
+    return peaks, merged, estimate_templates(recording, peaks, merged, **window)
 
 
 def templates_from_features(
@@ -266,7 +335,7 @@ class RefractoryCheck:
 
 
 def merge_similar(
-    templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.95, max_shift: int = 3,
+    templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.95, max_shift: int = MERGE_MAX_SHIFT,
     refractory: RefractoryCheck | None = None, min_amplitude_ratio: float = 0.7,
 ) -> np.ndarray:
     """Merge labels whose templates are similar (cosine similarity with small lags).

@@ -164,11 +164,62 @@ def test_dense_templates_merge_pieces_of_a_unit_that_share_no_neighbourhood_chan
     labels = np.concatenate([np.arange(len(times_a)) % 2, np.full(len(times_b), 2)])[order]  # A cut in two by channel
     peaks = peaks[order]
     job = dict(n_jobs=1, progress_bar=False)
-    merged, templates = estimate_merged_templates(recording, peaks, labels, ms_before=0.5, ms_after=1.0, seed=0,
-                                                  job_kwargs=job)
+    _, merged, templates = estimate_merged_templates(recording, peaks, labels, ms_before=0.5, ms_after=1.0, seed=0,
+                                                     job_kwargs=job)
     assert templates.num_units == 2 and merged.max() == 1
     is_a = np.isin(peaks["sample_index"], times_a)
     assert len(np.unique(merged[is_a])) == 1 and np.all(merged[~is_a] != merged[is_a][0])
-    same, kept = estimate_merged_templates(recording, peaks, np.where(is_a, 0, 1), ms_before=0.5, ms_after=1.0,
-                                           seed=0, job_kwargs=job)
+    _, same, kept = estimate_merged_templates(recording, peaks, np.where(is_a, 0, 1), ms_before=0.5, ms_after=1.0,
+                                              seed=0, job_kwargs=job)
     assert np.array_equal(same, np.where(is_a, 0, 1)) and kept.num_units == 2  # nothing to merge: labels kept
+
+
+def test_extremum_offsets_follow_the_peak_sign():
+    import pytest
+
+    from dlsort.templates import extremum_offsets
+
+    trace = 2.0 * _spike(centre=20) - 1.5 * _spike(centre=8)  # trough at 20, largest positive bump at 8
+    array = np.stack([np.stack([trace, 0.5 * trace], axis=1), np.stack([0.2 * trace, -trace], axis=1)])
+    np.testing.assert_array_equal(extremum_offsets(array, 15, "neg"), [5, -7])
+    np.testing.assert_array_equal(extremum_offsets(array, 15, "pos"), [-7, 5])
+    np.testing.assert_array_equal(extremum_offsets(array, 15, "both"), [5, 5])
+    with pytest.raises(ValueError, match="peak_sign"):
+        extremum_offsets(array, 15, "up")
+
+
+def test_align_peaks_moves_each_label_and_stays_inside_the_recording():
+    from spikeinterface.core import NumpyRecording
+
+    from dlsort.templates import align_peaks
+
+    recording = NumpyRecording([np.zeros((1000, 1), "float32"), np.zeros((500, 1), "float32")], 30000.0)
+    peaks = np.zeros(4, dtype=[("sample_index", "i8"), ("segment_index", "i8")])
+    peaks["sample_index"] = [100, 990, 480, 300]
+    peaks["segment_index"] = [0, 0, 1, 1]
+    aligned = align_peaks(recording, peaks, np.array([0, 0, 1, -1]), np.array([5, -20]), nbefore=15, nafter=25)
+    np.testing.assert_array_equal(aligned["sample_index"], [105, 975, 460, 300])
+    np.testing.assert_array_equal(peaks["sample_index"], [100, 990, 480, 300])  # the input is not changed
+
+
+def test_pieces_of_a_unit_detected_at_different_phases_are_aligned_then_merged():
+    from spikeinterface.core import NumpyRecording
+
+    from dlsort.templates import estimate_merged_templates
+
+    rng = np.random.default_rng(1)
+    traces = rng.normal(scale=2.0, size=(60_000, 1)).astype("float32")
+    times = np.arange(200, 59_000, 400)
+    for t in times:
+        traces[t - 15:t + 25, 0] += 60.0 * _spike()
+    recording = NumpyRecording([traces], 30000.0)
+    recording.set_dummy_probe_from_locations(np.array([[0.0, 0.0]]))
+    peaks = np.zeros(len(times), dtype=[("sample_index", "i8"), ("channel_index", "i8"), ("segment_index", "i8")])
+    early = np.arange(len(times)) % 3 == 0  # a third of the spikes detected 8 samples before the trough
+    peaks["sample_index"] = times - 8 * early
+    job = dict(n_jobs=1, progress_bar=False)
+    aligned, merged, templates = estimate_merged_templates(recording, peaks, early.astype("int64"), ms_before=0.5,
+                                                           ms_after=1.0, seed=0, job_kwargs=job)
+    np.testing.assert_array_equal(aligned["sample_index"], times)
+    assert templates.num_units == 1 and np.all(merged == 0)
+    assert np.argmin(templates.templates_array[0, :, 0]) == templates.nbefore
