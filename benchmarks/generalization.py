@@ -49,7 +49,8 @@ def fine_tune(case: str, task: str, workdir: Path, keep_done: bool) -> dict:
     task : {"detector", "denoiser"}
     workdir : Path
     keep_done : bool
-        Reuse a network fine-tuned by an earlier run (its stored timing) instead of training again.
+        Reuse a network fine-tuned by an earlier run (its stored timing) instead of training again, when its
+        weights are still in the work directory (a fresh clone keeps the timing, not the weights).
 
     Returns
     -------
@@ -59,7 +60,7 @@ def fine_tune(case: str, task: str, workdir: Path, keep_done: bool) -> dict:
     folder = case_folder(workdir, case)
     output = folder / "fine-tuned" / task
     timing = output / "timing.json"
-    if keep_done and timing.exists():
+    if keep_done and timing.exists() and (output / "weights.safetensors").exists():
         return json.loads(timing.read_text())
     log_path = folder / "logs" / f"train-{task}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -100,6 +100,20 @@ def quality_summary(case: str, spec: str, workdir: Path) -> dict:
     return summary
 
 
+def stored_quality(case: str, run: dict, workdir: Path) -> dict | None:
+    """The quality summary an earlier ``real_data.py`` stored for this very run (same spec, same start), or None.
+
+    A reused record (``--keep-done``) in a fresh clone has no sorter output folder to analyse again.
+    """
+    path = workdir / "real_data" / f"{case}.json"
+    if not path.exists():
+        return None
+    for stored in json.loads(path.read_text())["runs"]:
+        if (stored["spec"], stored.get("started_utc")) == (run["spec"], run["started_utc"]) and "quality" in stored:
+            return stored["quality"]
+    return None
+
+
 def run_case(case: str, sorters: list[str], workdir: Path, timeout_s: float, keep_done: bool, command: str) -> dict:
     """Run and analyse every sorter on one case; returns (and stores) the case's summary."""
     from dlsort.groundtruth import HYBRID_CASES
@@ -122,7 +136,7 @@ def run_case(case: str, sorters: list[str], workdir: Path, timeout_s: float, kee
             run["evaluation"] = {key: record["evaluation"][key] for key in
                                  ("num_gt_units", "well_detected", "false_positive_units", "accuracy")}
         if record["status"] == "ok":
-            run["quality"] = quality_summary(case, spec, workdir)
+            run["quality"] = stored_quality(case, run, workdir) or quality_summary(case, spec, workdir)
         runs.append(run)
     description = REAL_DESCRIPTION if case == REAL_CASE else HYBRID_CASES[case].description
     summary = {"case": case, "command": command, "description": description, **prepared, "runs": runs}
