@@ -33,6 +33,12 @@ def estimate_templates(
 ) -> Templates:
     """Average waveforms of each label (labels >= 0, unit id = label).
 
+    The sums run in one process whatever ``job_kwargs`` asks: SpikeInterface's accumulator sums
+    each worker's chunks in float32 and then the workers' sums, so with several workers the
+    rounding depends on which worker took which chunk, and the templates (then the matched spikes
+    and the units near the accuracy threshold) changed from run to run. On the drifting case D
+    one process took as long (about 1.5 s per estimate) as two.
+
     Parameters
     ----------
     recording : BaseRecording
@@ -47,6 +53,7 @@ def estimate_templates(
         Peaks averaged per label (a random sample).
     seed : int or None
     job_kwargs : dict or None
+        SpikeInterface job kwargs; ``n_jobs`` is ignored (one process, see above).
 
     Returns
     -------
@@ -81,7 +88,7 @@ def estimate_templates(
             nafter,
             return_in_uV=False,
             job_name="templates",
-            **dict(job_kwargs or {}),
+            **{**dict(job_kwargs or {}), "n_jobs": 1},
         )
     return Templates(
         templates_array=array.astype("float32"),

@@ -223,3 +223,23 @@ def test_pieces_of_a_unit_detected_at_different_phases_are_aligned_then_merged()
     np.testing.assert_array_equal(aligned["sample_index"], times)
     assert templates.num_units == 1 and np.all(merged == 0)
     assert np.argmin(templates.templates_array[0, :, 0]) == templates.nbefore
+
+
+def test_templates_are_the_same_in_every_run_whatever_n_jobs():
+    """Several workers summing float32 chunks in a timing-dependent order made templates differ between runs."""
+    from spikeinterface.core import NumpyRecording
+
+    from dlsort.templates import estimate_templates
+
+    rng = np.random.default_rng(3)
+    traces = rng.normal(scale=7.0, size=(300_000, 16)).astype("float32")
+    recording = NumpyRecording([traces], 30000.0)
+    recording.set_dummy_probe_from_locations(np.stack([np.zeros(16), 20.0 * np.arange(16)], axis=1))
+    peaks = np.zeros(6000, dtype=[("sample_index", "i8"), ("channel_index", "i8"), ("segment_index", "i8")])
+    peaks["sample_index"] = np.sort(rng.choice(np.arange(100, 299_900), size=6000, replace=False))
+    labels = rng.integers(0, 3, size=6000)
+    job = dict(n_jobs=2, chunk_duration="50ms", progress_bar=False)
+    runs = [estimate_templates(recording, peaks, labels, 1.0, 1.5, max_spikes_per_unit=2000, seed=0, job_kwargs=job)
+            for _ in range(4)]
+    for other in runs[1:]:
+        assert np.array_equal(other.templates_array, runs[0].templates_array)
