@@ -142,6 +142,8 @@ def align_peaks(recording, peaks: np.ndarray, labels: np.ndarray, offsets: np.nd
     Returns
     -------
     np.ndarray
+        The peaks in their input order, so ``labels`` still applies (no longer sorted by time where
+        peaks of different labels crossed).
     """
     aligned = peaks.copy()
     labelled = labels >= 0
