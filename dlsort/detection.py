@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlsort.errors import DlsortInputError, check_choice
+from dlsort.errors import PEAK_SIGNS, DlsortInputError, check_choice
 from dlsort.neural_detection import (
     DEFAULT_CANDIDATE_THRESHOLD,
     DEFAULT_DETECTOR,
@@ -30,7 +30,7 @@ DETECTION_METHODS = ("threshold", "neural")
 
 def check_peak_sign(method: str, peak_sign: str) -> None:
     """Refuse a peak sign the detection method cannot find (the neural detector finds troughs only)."""
-    check_choice("peak_sign", peak_sign, ("neg", "pos", "both"))
+    check_choice("peak_sign", peak_sign, PEAK_SIGNS)
     if method == "neural" and peak_sign != "neg":
         raise DlsortInputError(f"the neural detector finds negative peaks (it was trained on spike troughs), not "
                                f"peak_sign={peak_sign!r}: use detection_method='threshold' for positive peaks")

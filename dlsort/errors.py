@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# The values of ``peak_sign`` every stage accepts.
+PEAK_SIGNS = ("neg", "pos", "both")
+
 
 class DlsortInputError(ValueError):
     """The input (recording, parameters, device) cannot be sorted; the message says why and how to fix it."""

@@ -14,7 +14,7 @@ from typing import Any
 from dlsort.clustering import CLUSTERING_METHODS
 from dlsort.denoising import DEFAULT_DENOISERS, DENOISING_METHODS
 from dlsort.detection import DETECTION_METHODS
-from dlsort.errors import DlsortInputError
+from dlsort.errors import PEAK_SIGNS, DlsortInputError
 from dlsort.features import FEATURE_METHODS
 from dlsort.matching import MATCHING_METHODS, WHITENING_MODES
 from dlsort.neural_detection import (
@@ -151,7 +151,7 @@ PARAMETERS: dict[str, Parameter] = {
     "detection_far_field_radius_um": Parameter(
         DEFAULT_FAR_FIELD_RADIUS_UM, "Outer radius of the neural detector's far-field rule (um).", float, low=0.0
     ),
-    "peak_sign": Parameter("neg", "Sign of the spike peaks to detect.", str, choices=("neg", "pos", "both")),
+    "peak_sign": Parameter("neg", "Sign of the spike peaks to detect.", str, choices=PEAK_SIGNS),
     "exclude_sweep_ms": Parameter(0.5, "Temporal exclusion around a detected peak (ms).", float, low=0.0, high=5.0),
     "detection_radius_um": Parameter(50.0, "Spatial exclusion radius of the detector (um).", float, low=0.0),
     "neighbourhood_radius_um": Parameter(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from spikeinterface.core.node_pipeline import PeakDetector, base_peak_dtype
 
-from dlsort.errors import check_choice
+from dlsort.errors import PEAK_SIGNS, check_choice
 from dlsort.waveforms import Neighbourhoods, build_neighbourhoods
 
 
@@ -185,7 +185,7 @@ class ThresholdPeakDetector(PeakDetector):
     def __init__(self, recording, noise_levels: np.ndarray, peak_sign: str = "neg", detect_threshold: float = 5.0,
                  exclude_sweep_ms: float = 1.0, radius_um: float = 50.0, return_output: bool = True):
         PeakDetector.__init__(self, recording, return_output=return_output)
-        check_choice("peak_sign", peak_sign, ("neg", "pos", "both"))
+        check_choice("peak_sign", peak_sign, PEAK_SIGNS)
         self.noise_levels = np.asarray(noise_levels, dtype="float32")
         self.peak_sign, self.detect_threshold = peak_sign, float(detect_threshold)
         self.exclude = int(exclude_sweep_ms * recording.sampling_frequency / 1000.0)

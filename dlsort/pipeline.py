@@ -268,8 +268,9 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     if np.any(labels >= 0):
         # Merge decisions on templates decoded from the features (no pass over the recording) ...
         labels = merge_similar(templates_from_features(features, sampled, labels, rec), labels, **merge)
-    # ... and the final templates averaged from the recording: dense, so matching sees every channel, and merged
-    # again by the same rule (on a sparse probe the pieces of a unit may share no channel in the decoded templates).
+    # ... and the final templates averaged from the recording: dense, so matching sees every channel, aligned on their
+    # peaks and merged again by the same rule (on a sparse probe the pieces of a unit may share no channel in the
+    # decoded templates).
     sampled, labels, templates = estimate_merged_templates(rec, sampled, labels, peak_sign=p["peak_sign"], merge=merge,
                                                            seed=seed, job_kwargs=job_kwargs, **window)
     rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,

@@ -14,7 +14,7 @@ import numpy as np
 from spikeinterface.core import Templates
 from spikeinterface.core.waveform_tools import estimate_templates_with_accumulator
 
-from dlsort.errors import check_choice
+from dlsort.errors import PEAK_SIGNS, check_choice
 from dlsort.features import PeakFeatures
 
 # Samples of lag explored when two templates are compared for a merge.
@@ -118,7 +118,7 @@ def extremum_offsets(templates_array: np.ndarray, nbefore: int, peak_sign: str) 
     np.ndarray
         int64 (num_units,); positive when the extremum comes after ``nbefore``.
     """
-    check_choice("peak_sign", peak_sign, ("neg", "pos", "both"))
+    check_choice("peak_sign", peak_sign, PEAK_SIGNS)
     signed = {"neg": -templates_array, "pos": templates_array, "both": np.abs(templates_array)}[peak_sign]
     return signed.max(axis=2).argmax(axis=1).astype("int64") - nbefore
 
