@@ -293,7 +293,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             detect_threshold=p["detect_threshold"],
             peak_sign=p["peak_sign"],
             max_amplitude=p["matching_max_amplitude"],
-            job_kwargs=job_kwargs,
+            job_kwargs={**job_kwargs, "chunk_duration": p["matching_chunk_duration"]},
         )
         spikes, units = found, found["cluster_index"]
     if p["curation"]:

@@ -89,7 +89,8 @@ class DlsortSorter(BaseSorter):
         denoising = denoising_network(params["denoising_method"], params["denoising_model"])
         if denoising is not None:
             resolve_model(denoising[0], task=denoising[1], progress_bar=params["progress_bar"])
-        chunk_s = _chunk_seconds(recording, params["chunk_duration"])
+        chunk_s = _chunk_seconds(recording, params["chunk_duration"], "chunk_duration")
+        _chunk_seconds(recording, params["matching_chunk_duration"], "matching_chunk_duration")
         check_duration(recording, chunk_s, params["ms_before"], params["ms_after"])
         return params
 
@@ -144,7 +145,7 @@ class DlsortSorter(BaseSorter):
         return load(Path(sorter_output_folder) / SORTING_FOLDER)
 
 
-def _chunk_seconds(recording, chunk_duration: str) -> float:
+def _chunk_seconds(recording, chunk_duration: str, name: str) -> float:
     from spikeinterface.core.job_tools import ensure_chunk_size
 
     try:
@@ -153,6 +154,6 @@ def _chunk_seconds(recording, chunk_duration: str) -> float:
         from dlsort.errors import DlsortInputError
 
         raise DlsortInputError(
-            f"chunk_duration={chunk_duration!r} is not understood ({error}); use e.g. '1s' or '500ms'"
+            f"{name}={chunk_duration!r} is not understood ({error}); use e.g. '1s' or '500ms'"
         ) from error
     return chunk_size / recording.sampling_frequency

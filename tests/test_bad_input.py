@@ -81,6 +81,7 @@ def test_pure_noise_gives_an_empty_sorting(tmp_path):
     assert len(sorting.unit_ids) == 0
 
 
-def test_unreadable_chunk_duration(tmp_path):
-    with pytest.raises(DlsortInputError, match="chunk_duration='soon' is not understood"):
-        _run(saved_recording(tmp_path, _noise(), LOCATIONS), tmp_path, chunk_duration="soon")
+@pytest.mark.parametrize("name", ["chunk_duration", "matching_chunk_duration"])
+def test_unreadable_chunk_duration(tmp_path, name):
+    with pytest.raises(DlsortInputError, match=f"^{name}='soon' is not understood"):
+        _run(saved_recording(tmp_path, _noise(), LOCATIONS), tmp_path, **{name: "soon"})

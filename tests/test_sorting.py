@@ -92,3 +92,23 @@ def test_without_matching_the_clustered_peaks_are_the_spikes(tiny_recording, tmp
     assert len(sorting.unit_ids) > 0
     assert 0 < len(spikes) <= provenance["num_peaks"]
     assert np.all(np.bincount(spikes["unit_index"]) >= DEFAULT_PARAMS["min_cluster_size"] // 2)
+
+
+def test_matching_runs_in_its_own_chunks(tiny_recording, monkeypatch):
+    """Template matching gets matching_chunk_duration; the other passes keep chunk_duration."""
+    import dlsort.pipeline as pipeline
+    from dlsort.sorter import job_kwargs_from_params
+
+    seen = {}
+    match = pipeline.match_templates
+
+    def recording_match(*args, job_kwargs, **kwargs):
+        seen["chunk_duration"] = job_kwargs["chunk_duration"]
+        return match(*args, job_kwargs=job_kwargs, **kwargs)
+
+    monkeypatch.setattr(pipeline, "match_templates", recording_match)
+    params = {**DEFAULT_PARAMS, "n_jobs": 1, "progress_bar": False, "matching_chunk_duration": "250ms"}
+    result = pipeline.run_pipeline(tiny_recording, params, job_kwargs_from_params(params))
+    assert seen == {"chunk_duration": "250ms"}
+    assert job_kwargs_from_params(params)["chunk_duration"] == DEFAULT_PARAMS["chunk_duration"] == "1s"
+    assert result.sorting.get_num_units() > 0
