@@ -352,7 +352,8 @@ PARAMETERS: dict[str, Parameter] = {
         "since the ground-truth benchmark: in 1 s chunks circus-omp lost spikes late in each chunk (case H, units "
         "found with recall >= 0.98: 47 spikes missed, 37 in the last 30 % of their chunk, none in the first 30 %); "
         "in 100 ms chunks it missed 15, and mean accuracy rose on H 0.921 -> 0.922 and D 0.928 -> 0.929 "
-        "(docs/benchmarks.md). SpikeInterface's circus-omp recommends 100 ms chunks.",
+        "(docs/benchmarks.md): a numerically dependent atom ends circus-omp's fitting of the rest of its chunk. "
+        "SpikeInterface's circus-omp recommends 100 ms chunks.",
         str,
     ),
     "matching_whitening": Parameter(
