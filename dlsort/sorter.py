@@ -8,6 +8,7 @@ from pathlib import Path
 
 from spikeinterface.sorters import BaseSorter
 
+from dlsort.errors import DlsortInputError
 from dlsort.params import DEFAULT_PARAMS, PARAMS_DESCRIPTION
 
 SORTING_FOLDER = "sorting"
@@ -90,8 +91,13 @@ class DlsortSorter(BaseSorter):
         if denoising is not None:
             resolve_model(denoising[0], task=denoising[1], progress_bar=params["progress_bar"])
         chunk_s = _chunk_seconds(recording, params["chunk_duration"], "chunk_duration")
-        _chunk_seconds(recording, params["matching_chunk_duration"], "matching_chunk_duration")
         check_duration(recording, chunk_s, params["ms_before"], params["ms_after"])
+        window_ms = params["ms_before"] + params["ms_after"]
+        if _chunk_seconds(recording, params["matching_chunk_duration"], "matching_chunk_duration") * 1e3 < window_ms:
+            raise DlsortInputError(
+                f"matching_chunk_duration={params['matching_chunk_duration']!r} is shorter than one template "
+                f"(ms_before + ms_after = {window_ms} ms); use e.g. '100ms'"
+            )
         return params
 
     @classmethod
@@ -151,8 +157,6 @@ def _chunk_seconds(recording, chunk_duration: str, name: str) -> float:
     try:
         chunk_size = ensure_chunk_size(recording, chunk_duration=chunk_duration)
     except (ValueError, AssertionError) as error:
-        from dlsort.errors import DlsortInputError
-
         raise DlsortInputError(
             f"{name}={chunk_duration!r} is not understood ({error}); use e.g. '1s' or '500ms'"
         ) from error

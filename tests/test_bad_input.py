@@ -81,6 +81,11 @@ def test_pure_noise_gives_an_empty_sorting(tmp_path):
     assert len(sorting.unit_ids) == 0
 
 
+def test_matching_chunks_shorter_than_a_template(tmp_path):
+    with pytest.raises(DlsortInputError, match="matching_chunk_duration='1ms' is shorter than one template"):
+        _run(saved_recording(tmp_path, _noise(), LOCATIONS), tmp_path, matching_chunk_duration="1ms")
+
+
 @pytest.mark.parametrize("name", ["chunk_duration", "matching_chunk_duration"])
 def test_unreadable_chunk_duration(tmp_path, name):
     with pytest.raises(DlsortInputError, match=f"^{name}='soon' is not understood"):
