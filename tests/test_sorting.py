@@ -100,15 +100,19 @@ def test_matching_runs_in_its_own_chunks(tiny_recording, monkeypatch):
     from dlsort.sorter import job_kwargs_from_params
 
     seen = {}
-    match = pipeline.match_templates
 
-    def recording_match(*args, job_kwargs, **kwargs):
-        seen["chunk_duration"] = job_kwargs["chunk_duration"]
-        return match(*args, job_kwargs=job_kwargs, **kwargs)
+    def recording(stage):
+        run = getattr(pipeline, stage)
 
-    monkeypatch.setattr(pipeline, "match_templates", recording_match)
+        def wrapped(*args, job_kwargs, **kwargs):
+            seen[stage] = job_kwargs["chunk_duration"]
+            return run(*args, job_kwargs=job_kwargs, **kwargs)
+
+        monkeypatch.setattr(pipeline, stage, wrapped)
+
+    for stage in ("detect_peaks", "match_templates"):
+        recording(stage)
     params = {**DEFAULT_PARAMS, "n_jobs": 1, "progress_bar": False, "matching_chunk_duration": "250ms"}
     result = pipeline.run_pipeline(tiny_recording, params, job_kwargs_from_params(params))
-    assert seen == {"chunk_duration": "250ms"}
-    assert job_kwargs_from_params(params)["chunk_duration"] == DEFAULT_PARAMS["chunk_duration"] == "1s"
+    assert seen == {"detect_peaks": "1s", "match_templates": "250ms"}
     assert result.sorting.get_num_units() > 0
