@@ -1,4 +1,4 @@
-"""Template matching stage: find every spike of every template with a SpikeInterface engine.
+"""Template matching stage: find every spike of every template (dlsort's bounded pursuit or a SpikeInterface engine).
 
 ``match_templates(recording, templates, method=...)`` returns a spike vector
 (``sample_index``, ``channel_index``, ``cluster_index``, ``amplitude``, ``segment_index``).
@@ -12,8 +12,9 @@ import numpy as np
 
 from dlsort.errors import check_choice
 
-MATCHING_METHODS = ("circus-omp", "wobble", "tdc-peeler", "nearest")
+MATCHING_METHODS = ("bounded-pursuit", "circus-omp", "wobble", "tdc-peeler", "nearest")
 WHITENING_MODES = ("stable", "always", "never")
+MIN_AMPLITUDE = 0.6  # lower amplitude bound, relative to the template: circus-omp's default
 WHITENING_RADIUS_UM = 100.0
 # Largest estimated drift (peak to peak over time) at which "stable" whitens: the static benchmark cases
 # estimate 0.0 um, the drifting case D (+-15 um) 28.9 um.
@@ -88,6 +89,8 @@ def match_templates(
     detect_threshold: float = 5.0,
     peak_sign: str = "neg",
     max_amplitude: float | None = None,
+    min_snr: float = 0.0,
+    misfit: float = 0.0,
     job_kwargs: dict | None = None,
 ) -> np.ndarray:
     """Find spikes of ``templates`` in ``recording``.
@@ -97,16 +100,18 @@ def match_templates(
     recording : BaseRecording
         The preprocessed recording the templates were estimated on.
     templates : Templates
-    method : {"circus-omp", "wobble", "tdc-peeler", "nearest"}, default: "circus-omp"
-        SpikeInterface matching engine.
+    method : {"bounded-pursuit", "circus-omp", "wobble", "tdc-peeler", "nearest"}, default: "circus-omp"
+        ``"bounded-pursuit"`` is dlsort's engine (``dlsort.pursuit``); the others are SpikeInterface's.
     noise_levels : np.ndarray or None
         Per-channel noise levels (needed by "tdc-peeler" and "nearest").
     detect_threshold : float, default: 5.0
         Detection threshold of the engines that detect before matching.
     peak_sign : {"neg", "pos", "both"}, default: "neg"
     max_amplitude : float or None
-        "circus-omp": upper bound of the fitted amplitude relative to the template (lower bound 0.6,
-        SpikeInterface's); None leaves it unbounded.
+        "bounded-pursuit" and "circus-omp": upper bound of the fitted amplitude relative to the
+        template (lower bound 0.6, SpikeInterface's); None leaves it unbounded.
+    min_snr, misfit : float, default: 0.0
+        "bounded-pursuit": its significance threshold and misfit rule (``dlsort.pursuit.pursue``).
     job_kwargs : dict or None
 
     Returns
@@ -114,27 +119,27 @@ def match_templates(
     np.ndarray
         Spike vector sorted by segment and sample.
     """
+    from spikeinterface.core.node_pipeline import run_node_pipeline
     from spikeinterface.sortingcomponents.matching import find_spikes_from_templates
+
+    from dlsort.pursuit import SPIKE_DTYPE, BoundedPursuit
 
     check_choice("matching method", method, MATCHING_METHODS)
     if templates.num_units == 0:
-        return np.zeros(
-            0,
-            dtype=[
-                ("sample_index", "int64"),
-                ("channel_index", "int64"),
-                ("cluster_index", "int64"),
-                ("amplitude", "float64"),
-                ("segment_index", "int64"),
-            ],
-        )
-    method_kwargs: dict = {}
-    if method in ("tdc-peeler", "nearest"):
-        method_kwargs.update(noise_levels=noise_levels, detect_threshold=detect_threshold, peak_sign=peak_sign)
-    if method == "circus-omp" and max_amplitude is not None:
-        method_kwargs.update(amplitudes=[0.6, float(max_amplitude)])
-    spikes = find_spikes_from_templates(
-        recording, templates, method=method, method_kwargs=method_kwargs, job_kwargs=dict(job_kwargs or {})
-    )
+        return np.zeros(0, dtype=SPIKE_DTYPE)
+    job_kwargs = dict(job_kwargs or {})
+    bounds = [MIN_AMPLITUDE, np.inf if max_amplitude is None else float(max_amplitude)]
+    if method == "bounded-pursuit":
+        node = BoundedPursuit(recording, templates, amplitudes=tuple(bounds), min_snr=min_snr, misfit=misfit)
+        spikes = run_node_pipeline(recording, [node], job_kwargs, job_name="find spikes (bounded-pursuit)",
+                                   squeeze_output=True, names=["spikes"])
+    else:
+        method_kwargs: dict = {}
+        if method in ("tdc-peeler", "nearest"):
+            method_kwargs.update(noise_levels=noise_levels, detect_threshold=detect_threshold, peak_sign=peak_sign)
+        if method == "circus-omp" and max_amplitude is not None:
+            method_kwargs.update(amplitudes=bounds)
+        spikes = find_spikes_from_templates(recording, templates, method=method, method_kwargs=method_kwargs,
+                                            job_kwargs=job_kwargs)
     order = np.lexsort((spikes["sample_index"], spikes["segment_index"]))
     return spikes[order]

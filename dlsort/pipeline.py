@@ -293,6 +293,8 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             detect_threshold=p["detect_threshold"],
             peak_sign=p["peak_sign"],
             max_amplitude=p["matching_max_amplitude"],
+            min_snr=p["matching_min_snr"],
+            misfit=p["matching_misfit"],
             job_kwargs={**job_kwargs, "chunk_duration": p["matching_chunk_duration"]},
         )
         spikes, units = found, found["cluster_index"]
