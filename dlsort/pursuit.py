@@ -159,7 +159,8 @@ def noise_products(recording, temporal: np.ndarray, spatial: np.ndarray, seed: i
     """
     from spikeinterface.core import get_random_data_chunks
 
-    size = min(int(recording.sampling_frequency), recording.get_num_samples(0))
+    shortest = min(recording.get_num_samples(segment) for segment in range(recording.get_num_segments()))
+    size = min(int(recording.sampling_frequency), shortest)
     chunks = get_random_data_chunks(recording, concatenated=False, num_chunks_per_segment=20, chunk_size=size,
                                     seed=seed)
     products = np.concatenate([inner_products(chunk, temporal, spatial) for chunk in chunks], axis=1)

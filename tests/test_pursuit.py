@@ -99,14 +99,18 @@ def test_a_template_competes_only_where_its_amplitude_is_within_bounds():
     assert templates.tolist() == [0] and starts.tolist() == [100] and np.allclose(amplitudes, 0.8, atol=1e-3)
 
 
-def test_amplitudes_above_the_bound_explain_the_event_without_reporting_it():
-    templates_array = footprint([10, 6])[None]
-    temporal, spatial, norms2, approximations = dictionary(templates_array, rank=1)
+def one_template_two_spikes(first: float, second: float):
+    """Inner products, squared norm and cross-correlations of one template spiking at 50 (``first`` times the
+    template) and at 250 (``second`` times it)."""
+    temporal, spatial, norms2, approximations = dictionary(footprint([10, 6])[None], rank=1)
     traces = np.zeros((400, 8), dtype="float32")
-    traces[50 : 50 + LENGTH] += 3.0 * approximations[0]
-    traces[250 : 250 + LENGTH] += 1.2 * approximations[0]
-    products = inner_products(traces, temporal, spatial)
-    templates, starts, amplitudes = pursue(products, norms2, cross_correlations(approximations), 0.6, 1.5)
+    traces[50 : 50 + LENGTH] += first * approximations[0]
+    traces[250 : 250 + LENGTH] += second * approximations[0]
+    return inner_products(traces, temporal, spatial), norms2, cross_correlations(approximations)
+
+
+def test_amplitudes_above_the_bound_explain_the_event_without_reporting_it():
+    templates, starts, amplitudes = pursue(*one_template_two_spikes(3.0, 1.2), 0.6, 1.5)
     assert starts.tolist() == [250] and np.allclose(amplitudes, 1.2, atol=1e-3)
 
 
@@ -120,13 +124,7 @@ def test_noise_products_measure_the_spread_of_inner_products_with_noise():
 
 
 def test_a_significance_threshold_leaves_weak_fits_out():
-    templates_array = footprint([10, 6])[None]
-    temporal, spatial, norms2, approximations = dictionary(templates_array, rank=1)
-    traces = np.zeros((400, 8), dtype="float32")
-    traces[50 : 50 + LENGTH] += 0.7 * approximations[0]
-    traces[250 : 250 + LENGTH] += 1.0 * approximations[0]
-    products = inner_products(traces, temporal, spatial)
-    cross = cross_correlations(approximations)
+    products, norms2, cross = one_template_two_spikes(0.7, 1.0)
     assert pursue(products, norms2, cross, 0.6, np.inf)[1].tolist() == [50, 250]
     threshold = 0.85 * norms2  # an inner product of 0.85 |T|^2: amplitude 0.85
     assert pursue(products, norms2, cross, 0.6, np.inf, min_products=threshold)[1].tolist() == [250]
