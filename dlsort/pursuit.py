@@ -103,7 +103,7 @@ def cross_correlations(templates_array: np.ndarray) -> np.ndarray:
 
 
 def inner_products(traces: np.ndarray, temporal: np.ndarray, spatial: np.ndarray,
-                   kernel_spectra: dict | None = None) -> np.ndarray:
+                   kernel_spectra: dict | None = None, channels: list[np.ndarray] | None = None) -> np.ndarray:
     """``B[k, t] = <traces[t : t + L], T_k>`` for every template and every start that fits in ``traces``.
 
     The traces are projected on each template's spatial components, then correlated with its
@@ -117,6 +117,10 @@ def inner_products(traces: np.ndarray, temporal: np.ndarray, spatial: np.ndarray
         The compressed templates of :func:`compress_templates`.
     kernel_spectra : dict or None
         A cache of the temporal components' spectra by FFT size, kept by the caller between chunks.
+    channels : list of np.ndarray or None
+        Each template's channels (where its spatial components are non-zero): each is then projected
+        from those channels only, which saves most of the work on probes with many channels. None
+        projects every template from every channel.
 
     Returns
     -------
@@ -126,19 +130,24 @@ def inner_products(traces: np.ndarray, temporal: np.ndarray, spatial: np.ndarray
     from scipy import fft
 
     num_templates, rank, num_samples = temporal.shape
-    num_frames = traces.shape[0]
+    by_channel = np.ascontiguousarray(np.asarray(traces, dtype="float32").T)  # (C, N): rows gather fast
+    num_frames = by_channel.shape[1]
     size = fft.next_fast_len(num_frames, real=True)
-    projected = spatial.reshape(num_templates * rank, -1) @ np.asarray(traces, dtype="float32").T  # (K * R, N)
-    spectra = fft.rfft(projected, n=size, axis=1).reshape(num_templates, rank, -1)
+    if channels is None:
+        projected = spatial.reshape(num_templates * rank, -1) @ by_channel  # (K * R, N)
+    else:
+        projected = np.stack([spatial[k][:, own] @ by_channel[own] for k, own in enumerate(channels)])
+    spectra = fft.rfft(projected, n=size, axis=-1).reshape(num_templates, rank, -1)
     cache = {} if kernel_spectra is None else kernel_spectra
     if size not in cache:
         cache[size] = np.conj(fft.rfft(temporal, n=size, axis=2))
     kernels = cache[size]
-    products = fft.irfft(np.einsum("krf,krf->kf", spectra, kernels), n=size, axis=1)
+    products = fft.irfft((spectra * kernels).sum(axis=1), n=size, axis=1)
     return products[:, : num_frames - num_samples + 1].astype("float32", copy=False)
 
 
-def noise_products(recording, temporal: np.ndarray, spatial: np.ndarray, seed: int = 0) -> np.ndarray:
+def noise_products(recording, temporal: np.ndarray, spatial: np.ndarray, seed: int = 0,
+                   channels: list[np.ndarray] | None = None) -> np.ndarray:
     """Spread of each template's inner product with the recording, where it is mostly noise.
 
     Parameters
@@ -149,6 +158,8 @@ def noise_products(recording, temporal: np.ndarray, spatial: np.ndarray, seed: i
         The compressed templates of :func:`compress_templates`.
     seed : int, default: 0
         Seed of the 20 random one-second chunks the products are taken over.
+    channels : list of np.ndarray or None
+        As in :func:`inner_products`.
 
     Returns
     -------
@@ -163,9 +174,13 @@ def noise_products(recording, temporal: np.ndarray, spatial: np.ndarray, seed: i
     size = min(int(recording.sampling_frequency), shortest)
     chunks = get_random_data_chunks(recording, concatenated=False, num_chunks_per_segment=20, chunk_size=size,
                                     seed=seed)
-    products = np.concatenate([inner_products(chunk, temporal, spatial) for chunk in chunks], axis=1)
-    median = np.median(products, axis=1, keepdims=True)
-    return 1.4826 * np.median(np.abs(products - median), axis=1)
+    products = np.concatenate([inner_products(chunk, temporal, spatial, channels=channels) for chunk in chunks],
+                              axis=1)
+    spread = np.empty(products.shape[0])
+    for block in range(0, products.shape[0], 32):  # in blocks of templates: the medians copy what they sort
+        rows = products[block : block + 32]
+        spread[block : block + 32] = np.median(np.abs(rows - np.median(rows, axis=1, keepdims=True)), axis=1)
+    return 1.4826 * spread
 
 
 def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_amplitude: float = 0.6,
@@ -331,8 +346,9 @@ class BoundedPursuit(BaseTemplateMatching):
             raise DlsortInputError("bounded-pursuit got a template that is zero on all of its channels.")
         self.cross = cross_correlations(approximations)
         self.overlap = np.abs(self.cross).max(axis=2)
-        self.min_products = (min_snr * noise_products(recording, self.temporal, self.spatial) if min_snr > 0
-                             else None)
+        self.channels = None if templates.sparsity is None else [np.flatnonzero(own) for own in mask]
+        self.min_products = (min_snr * noise_products(recording, self.temporal, self.spatial, channels=self.channels)
+                             if min_snr > 0 else None)
         self.amplitudes = (low, high)
         self.misfit = misfit
         self.nbefore = templates.nbefore
@@ -346,7 +362,7 @@ class BoundedPursuit(BaseTemplateMatching):
     def compute_matching(self, traces, start_frame, end_frame, segment_index):
         if traces.shape[0] < self.temporal.shape[2]:
             return np.zeros(0, dtype=SPIKE_DTYPE)
-        products = inner_products(traces, self.temporal, self.spatial, self._kernel_spectra)
+        products = inner_products(traces, self.temporal, self.spatial, self._kernel_spectra, self.channels)
         templates, starts, amplitudes = pursue(products, self.norms2, self.cross, *self.amplitudes,
                                                min_products=self.min_products, misfit=self.misfit,
                                                overlap=self.overlap)

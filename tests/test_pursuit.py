@@ -53,6 +53,17 @@ def test_inner_products_and_cross_correlations_match_direct_sums():
     assert np.allclose(inner_products(traces, temporal, spatial), predicted, atol=1e-3)
 
 
+def test_projecting_each_template_from_its_own_channels_gives_the_same_products():
+    rng = np.random.default_rng(2)
+    templates_array = rng.normal(size=(3, LENGTH, 8)).astype("float32")
+    mask = np.zeros((3, 8), dtype=bool)
+    mask[0, :3], mask[1, 2:6], mask[2, 5:] = True, True, True
+    temporal, spatial = compress_templates(templates_array, mask, rank=2)
+    traces = rng.normal(size=(300, 8)).astype("float32")
+    own = inner_products(traces, temporal, spatial, channels=[np.flatnonzero(row) for row in mask])
+    assert np.allclose(own, inner_products(traces, temporal, spatial), atol=1e-4)
+
+
 def test_low_rank_templates_keep_their_own_channels():
     rng = np.random.default_rng(1)
     templates_array = rng.normal(size=(2, LENGTH, 6)).astype("float32")
