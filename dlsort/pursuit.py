@@ -99,7 +99,7 @@ def cross_correlations(templates_array: np.ndarray) -> np.ndarray:
     products = np.einsum("kfc,jfc->kjf", np.conj(spectra), spectra, optimize=True)
     circular = np.fft.irfft(products, n=size, axis=2)  # [k, j, m] = sum_tau <T_k[tau], T_j[tau + m]>, m mod size
     lags = np.arange(-(num_samples - 1), num_samples)
-    return circular[:, :, -lags % size].astype("float32")
+    return np.ascontiguousarray(circular[:, :, -lags % size], dtype="float32")
 
 
 def inner_products(traces: np.ndarray, temporal: np.ndarray, spatial: np.ndarray,
@@ -223,7 +223,11 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
     length = (cross.shape[2] + 1) // 2
     norms = norms2.astype("float32")[:, None]
     floor = np.maximum(min_amplitude * norms, 0.0 if min_products is None else min_products[:, None])
-    limits = misfit * (np.abs(cross).max(axis=2) if overlap is None else overlap)  # (fitted, other template)
+    overlap = np.abs(cross).max(axis=2) if overlap is None else overlap  # (fitted, other template)
+    limits = misfit * overlap
+    # the templates a fit changes (those sharing a channel with it); a plain slice of all when they are most of them
+    neighbours = [rows if rows.size < overlap.shape[0] // 2 else slice(None)
+                  for rows in (np.flatnonzero(row) for row in overlap > 0)]
     explained = np.zeros_like(residual)  # the largest misfit that fits nearby may have left on each template
     best_template = np.zeros(num_starts, dtype="int64")
     best_gain = np.zeros(num_starts, dtype="float32")
@@ -244,8 +248,9 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
             k = best_template[start]
             a = residual[k, start] / norms[k, 0]
             fitted.append((k, start, a))
-            window = subtract(residual, cross, k, start, a)
-            explained[:, window] = np.maximum(explained[:, window], abs(a) * limits[k][:, None])
+            rows = neighbours[k]
+            window = subtract(residual, cross, k, start, a, rows)
+            explained[rows, window] = np.maximum(explained[rows, window], abs(a) * limits[k][rows, None])
             touched.append(np.arange(window.start, window.stop))
         columns = np.unique(np.concatenate(touched)) if touched else np.zeros(0, dtype="int64")
     if not fitted:
@@ -255,13 +260,17 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
     atoms, inverse = np.unique(templates.astype("int64") * num_starts + starts, return_inverse=True)
     templates, starts = atoms // num_starts, atoms % num_starts
     amplitudes = np.bincount(inverse, weights=amplitudes.astype("float64"))  # an atom fitted twice: summed
-    refit(residual, norms2, cross, templates, starts, amplitudes, sweeps)
+    refit(residual, norms2, cross, templates, starts, amplitudes, sweeps, neighbours)
     keep = (amplitudes >= min_amplitude) & (amplitudes <= max_amplitude)
     return templates[keep], starts[keep], amplitudes[keep]
 
 
-def subtract(residual: np.ndarray, cross: np.ndarray, template: int, start: int, amplitude: float) -> slice:
+def subtract(residual: np.ndarray, cross: np.ndarray, template: int, start: int, amplitude: float,
+             rows: np.ndarray | slice = slice(None)) -> slice:
     """Update the inner products ``residual`` in place for ``amplitude`` times ``template`` subtracted at ``start``.
+
+    ``rows``, when not all of them, are the only templates whose inner products the fit changes (the
+    others share no channel with it).
 
     Returns
     -------
@@ -271,12 +280,12 @@ def subtract(residual: np.ndarray, cross: np.ndarray, template: int, start: int,
     length = (cross.shape[2] + 1) // 2
     low, high = max(0, start - length + 1), min(residual.shape[1], start + length)
     offset = length - 1 - start
-    residual[:, low:high] -= amplitude * cross[template][:, low + offset : high + offset]
+    residual[rows, low:high] -= amplitude * cross[template][rows, low + offset : high + offset]
     return slice(low, high)
 
 
 def refit(residual: np.ndarray, norms2: np.ndarray, cross: np.ndarray, templates: np.ndarray, starts: np.ndarray,
-          amplitudes: np.ndarray, sweeps: int) -> None:
+          amplitudes: np.ndarray, sweeps: int, neighbours: list[np.ndarray | slice] | None = None) -> None:
     """Refit the amplitudes of overlapping fits jointly, in place, by coordinate descent.
 
     Greedy fits of overlapping atoms each absorb part of the others; ``sweeps`` passes of exact
@@ -295,6 +304,8 @@ def refit(residual: np.ndarray, norms2: np.ndarray, cross: np.ndarray, templates
         float64, their amplitudes; updated.
     sweeps : int
         Number of passes over the atoms that have another within one template length.
+    neighbours : list or None
+        For each template, ``subtract``'s ``rows``; None updates every template.
     """
     length = (cross.shape[2] + 1) // 2
     order = np.argsort(starts, kind="stable")
@@ -304,7 +315,8 @@ def refit(residual: np.ndarray, norms2: np.ndarray, cross: np.ndarray, templates
         for i in overlapping:
             delta = residual[templates[i], starts[i]] / norms2[templates[i]]
             amplitudes[i] += delta
-            subtract(residual, cross, templates[i], starts[i], delta)
+            subtract(residual, cross, templates[i], starts[i], delta,
+                     slice(None) if neighbours is None else neighbours[templates[i]])
 
 
 class BoundedPursuit(BaseTemplateMatching):
