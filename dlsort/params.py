@@ -336,7 +336,7 @@ PARAMETERS: dict[str, Parameter] = {
         "Template matching engine that finds every spike of every unit, or 'none' to keep the clustered peaks "
         "(then every peak is clustered). 'bounded-pursuit' (dlsort's own, dlsort.pursuit) since the ground-truth "
         "benchmark: against circus-omp, mean accuracy S 0.900 -> 0.900, M 0.948 -> 0.949, D 0.929 -> 0.935, "
-        "L 0.890 -> 0.894, H 0.922 -> 0.931, well-detected units unchanged (docs/benchmarks.md).",
+        "L 0.890 -> 0.894, H 0.922 -> 0.932, well-detected units the same but for D (36 -> 37) (docs/benchmarks.md).",
         str,
         choices=(*MATCHING_METHODS, "none"),
     ),
@@ -352,8 +352,9 @@ PARAMETERS: dict[str, Parameter] = {
     "matching_min_snr": Parameter(
         4.0,
         "bounded-pursuit only: a template may claim a spike only where its inner product with the recording is at "
-        "least this many times its spread over the recording (its noise). 4 since the ground-truth benchmark: 0 "
-        "kept noise fits of weak templates, 5 lost case L's weakest well-detected unit (docs/benchmarks.md).",
+        "least this many times its spread over the recording (its noise). 4 since the ground-truth benchmark: at 0 "
+        "case H lost a unit that no peer finds (mean accuracy 0.932 -> 0.922), at 4.5 and 5 case L lost its weakest "
+        "well-detected unit (docs/benchmarks.md).",
         float,
         low=0.0,
     ),
@@ -363,7 +364,7 @@ PARAMETERS: dict[str, Parameter] = {
         "of the largest projection on it of each spike fitted within one template length, so what a large spike "
         "leaves where its template does not quite fit it (drift, shape variability) is not taken for a small "
         "unit's spike; 0 turns the rule off. 0.2 since the ground-truth benchmark: without it the drifting case D "
-        "lost 2 well-detected units to such fits (docs/benchmarks.md).",
+        "lost 3 well-detected units (37 -> 34) to such fits; 0.1 and 0.3 did less well there (docs/benchmarks.md).",
         float,
         low=0.0,
     ),
@@ -374,7 +375,8 @@ PARAMETERS: dict[str, Parameter] = {
         "found with recall >= 0.98: 47 spikes missed, 37 in the last 30 % of their chunk, none in the first 30 %); "
         "in 100 ms chunks it missed 15, and mean accuracy rose on H 0.921 -> 0.922 and D 0.928 -> 0.929 "
         "(docs/benchmarks.md): a numerically dependent atom ends circus-omp's fitting of the rest of its chunk. "
-        "SpikeInterface's circus-omp recommends 100 ms chunks.",
+        "SpikeInterface's circus-omp recommends 100 ms chunks. bounded-pursuit sorts D, L and H the same in 1 s "
+        "chunks.",
         str,
     ),
     "matching_whitening": Parameter(
