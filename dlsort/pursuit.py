@@ -32,7 +32,7 @@ from spikeinterface.sortingcomponents.matching.base import BaseTemplateMatching
 
 from dlsort.errors import DlsortInputError
 
-REFIT_SWEEPS = 3  # coordinate-descent passes over overlapping fits (3 reach the joint fit to 1e-3 in the tests)
+REFIT_SWEEPS = 3  # coordinate-descent passes over overlapping fits (3 reach the joint fit to 1e-3 in test_pursuit)
 
 SPIKE_DTYPE = [
     ("sample_index", "int64"),

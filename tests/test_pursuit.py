@@ -92,6 +92,23 @@ def test_pursuit_recovers_separate_and_overlapping_spikes_exactly():
     assert found == sorted(truth, key=lambda s: s[1])
 
 
+def test_the_refit_gives_overlapping_spikes_on_shared_channels_their_joint_amplitudes():
+    """Greedy fits of two spikes that share channels each absorb part of the other; the coordinate-descent
+    sweeps (REFIT_SWEEPS) bring both amplitudes to the joint least-squares fit."""
+    templates_array = np.stack([footprint([10, 6, 0, 0]), footprint([0, 6, 8, 3])])
+    temporal, spatial, norms2, approximations = dictionary(templates_array, rank=2)
+    traces = np.zeros((400, 8), dtype="float32")
+    traces[100 : 100 + LENGTH] += 1.0 * approximations[0]
+    traces[110 : 110 + LENGTH] += 0.9 * approximations[1]
+    products, cross = inner_products(traces, temporal, spatial), cross_correlations(approximations)
+
+    greedy = pursue(products, norms2, cross, 0.6, np.inf, sweeps=0)[2]
+    refitted = pursue(products, norms2, cross, 0.6, np.inf)[2]
+
+    assert np.abs(greedy - [1.0, 0.9]).max() > 0.02
+    assert np.allclose(refitted, [1.0, 0.9], atol=1e-3)
+
+
 def test_a_template_competes_only_where_its_amplitude_is_within_bounds():
     """A large template X removes more energy from this event than the small unit's template S, but only
     at amplitude 0.45, below the 0.6 bound: the spike is S's, not a fit of X to be discarded."""
