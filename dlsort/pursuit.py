@@ -344,10 +344,11 @@ class BoundedPursuit(BaseTemplateMatching):
         BaseTemplateMatching.__init__(self, recording, templates, return_output=return_output)
         low, high = (float(value) for value in amplitudes)
         if not 0.0 < low <= high:
-            raise DlsortInputError(f"bounded-pursuit amplitude bounds must satisfy 0 < min <= max, got {amplitudes}.")
+            raise DlsortInputError(f"bounded-pursuit amplitude bounds must satisfy 0 < min <= max, got {amplitudes}; "
+                                   "pass e.g. (0.6, inf).")
         if rank < 1 or min_snr < 0 or misfit < 0:
             raise DlsortInputError(f"bounded-pursuit needs rank >= 1, min_snr >= 0 and misfit >= 0; got rank={rank}, "
-                                   f"min_snr={min_snr}, misfit={misfit}.")
+                                   f"min_snr={min_snr}, misfit={misfit}; pass e.g. rank=5, min_snr=4, misfit=0.2.")
         dense = templates.get_dense_templates()
         mask = (templates.sparsity.mask if templates.sparsity is not None
                 else np.ones((templates.num_units, dense.shape[2]), dtype=bool))
@@ -355,7 +356,8 @@ class BoundedPursuit(BaseTemplateMatching):
         approximations = np.einsum("krl,krc->klc", self.temporal, self.spatial)
         self.norms2 = np.sum(approximations.astype("float64") ** 2, axis=(1, 2))
         if np.any(self.norms2 <= 0):
-            raise DlsortInputError("bounded-pursuit got a template that is zero on all of its channels.")
+            raise DlsortInputError("bounded-pursuit got a template that is zero on all of its channels; drop it (or "
+                                   "widen its sparsity) before matching.")
         self.cross = cross_correlations(approximations)
         self.overlap = np.abs(self.cross).max(axis=2)
         self.channels = None if templates.sparsity is None else [np.flatnonzero(own) for own in mask]

@@ -217,6 +217,8 @@ def test_bounded_pursuit_refuses_bad_bounds_and_empty_templates():
         BoundedPursuit(recording, templates, amplitudes=(1.5, 1.0))
     with pytest.raises(DlsortInputError, match="rank"):
         BoundedPursuit(recording, templates, rank=0)
+    with pytest.raises(DlsortInputError, match="min_snr >= 0 and misfit >= 0; got rank=5, min_snr=-1"):
+        BoundedPursuit(recording, templates, min_snr=-1)
     array = templates.templates_array.copy()
     array[1] = 0.0
     silent = Templates(templates_array=array, sampling_frequency=templates.sampling_frequency, nbefore=NBEFORE,
