@@ -21,13 +21,16 @@
    Fisher discriminant is bimodal enough (``discriminant_bimodality``).
 4. Footprint split (``footprint_bimodality > 0``): the same test on each member's amplitude at the
    cluster's trough on every channel near the cluster's centre (``trough_footprints``), which
-   tells apart two neighbouring units whose main-channel waveforms look alike.
+   tells apart two neighbouring units whose main-channel waveforms look alike (on a sparse probe,
+   one channel: units of one shape and different amplitudes). Each half is tested again, so three
+   such units in one cluster come out as three.
 
 Over-split units are merged later by template similarity (``dlsort.templates.merge_similar``).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,27 +47,28 @@ REGION_MARGIN_UM = 100.0
 
 
 def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int, method: str = "hdbscan") -> np.ndarray:
+    """HDBSCAN labels of ``points``; all of them one cluster when they form a single group.
+
+    HDBSCAN never returns its root as a cluster: the peaks of a tile that holds a single unit (on the
+    Utah-like grid, one electrode's peaks) come back all noise. Allowing it one cluster does not help:
+    it then returns a dense core of about ``min_cluster_size`` points and calls the rest noise (so does a
+    Gaussian blob). A clustering that finds no cluster therefore labels every point 0.
+    """
     if len(points) < 2 * min_cluster_size:
         return np.zeros(len(points), dtype="int64")
-    # core_dist_n_jobs=1: hdbscan's default starts 4 worker processes (~160 MiB each) that stay
-    # alive for the rest of the sort; on a few low-dimensional features one core is fast enough.
-    for single in (False, True):
-        # HDBSCAN never returns its root as a cluster unless allowed: points that form one unit (a tile
-        # holding a single unit) come back all noise, so that case is re-run allowing one cluster.
-        settings = dict(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="eom",
-                        allow_single_cluster=single)
-        if method == "hdbscan":
-            import hdbscan
+    settings = dict(min_cluster_size=min_cluster_size, min_samples=min_samples, cluster_selection_method="eom")
+    if method == "hdbscan":
+        import hdbscan
 
-            clusterer = hdbscan.HDBSCAN(**settings, core_dist_n_jobs=1)
-        else:
-            from sklearn.cluster import HDBSCAN
+        # core_dist_n_jobs=1: hdbscan's default starts 4 worker processes (~160 MiB each) that stay
+        # alive for the rest of the sort; on a few low-dimensional features one core is fast enough.
+        clusterer = hdbscan.HDBSCAN(**settings, core_dist_n_jobs=1)
+    else:
+        from sklearn.cluster import HDBSCAN
 
-            clusterer = HDBSCAN(**settings, n_jobs=1, copy=True)
-        labels = np.maximum(clusterer.fit_predict(points).astype("int64"), -1)  # scikit-learn's -2, -3: noise
-        if np.any(labels >= 0):
-            break
-    return labels
+        clusterer = HDBSCAN(**settings, n_jobs=1, copy=True)
+    labels = np.maximum(clusterer.fit_predict(points).astype("int64"), -1)  # scikit-learn's -2, -3: noise
+    return labels if np.any(labels >= 0) else np.zeros(len(points), dtype="int64")
 
 
 @dataclass(frozen=True)
@@ -360,17 +364,20 @@ def footprint_scores(features: PeakFeatures, channels: np.ndarray, members: np.n
     return scores / (float(np.std(scores[:, 0])) or 1.0)
 
 
-def _split_each(labels: np.ndarray, min_cluster_size: int,
-                split: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def _split_each(labels: np.ndarray, min_cluster_size: int, split: Callable[[np.ndarray], np.ndarray],
+                recursive: bool = False) -> np.ndarray:
     """``labels`` with each cluster of at least ``2 * min_cluster_size`` members cut into the parts ``split`` finds.
 
     ``split(members)`` returns a local label per member (-1 = noise); a cluster is replaced by its
-    parts (its noise becomes noise) when there are two or more, and left whole otherwise.
+    parts (its noise becomes noise) when there are two or more, and left whole otherwise. With
+    ``recursive``, every part is tested again, until no part splits: a cluster of three units that
+    one cut divides into one unit and two is cut again.
     """
     out = labels.copy()
     next_label = labels.max() + 1
-    for label in np.unique(labels[labels >= 0]):
-        members = np.flatnonzero(labels == label)
+    pending = deque(int(label) for label in np.unique(labels[labels >= 0]))  # first in, first out
+    while pending:
+        members = np.flatnonzero(out == pending.popleft())
         if len(members) < 2 * min_cluster_size:
             continue
         local = split(members)
@@ -380,6 +387,8 @@ def _split_each(labels: np.ndarray, min_cluster_size: int,
         out[members] = -1
         for part in parts:
             out[members[local == part]] = next_label
+            if recursive:
+                pending.append(next_label)
             next_label += 1
     return out
 
@@ -498,17 +507,18 @@ def trough_footprints(features: PeakFeatures, channels: np.ndarray, members: np.
 def _footprint_split(features: PeakFeatures, channels: np.ndarray, labels: np.ndarray,
                      channel_locations: np.ndarray, min_cluster_size: int, threshold: float,
                      radius_um: float) -> np.ndarray:
-    """``labels`` with every cluster whose trough footprints are bimodal enough cut in two.
+    """``labels`` with every cluster whose trough footprints are bimodal enough cut in two, and each half tested again.
 
     The test runs on the members whose neighbourhood covers every channel near the centre; the
-    others join the half whose mean footprint is nearer on the channels they cover. A cluster with
-    one channel near its centre (a sparse probe) has no footprint and stays whole.
+    others join the half whose mean footprint is nearer on the channels they cover. On a sparse probe,
+    where only the cluster's own channel is near its centre, the footprint is the amplitude there: two
+    units of one shape on one electrode differ in nothing else.
     """
     def split(members: np.ndarray) -> np.ndarray:
         amplitudes, covered = trough_footprints(features, channels, members, channel_locations, radius_um)
         complete = covered.all(axis=1)
         halves = None
-        if amplitudes.shape[1] >= 2 and complete.sum() >= 2 * min_cluster_size:
+        if complete.sum() >= 2 * min_cluster_size:
             halves = _bimodal_halves(amplitudes[complete], min_cluster_size, threshold)
         if halves is None:
             return np.zeros(len(members), dtype="int64")
@@ -518,7 +528,7 @@ def _footprint_split(features: PeakFeatures, channels: np.ndarray, labels: np.nd
         local[complete] = halves
         return local
 
-    return _split_each(labels, min_cluster_size, split)
+    return _split_each(labels, min_cluster_size, split, recursive=True)
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:

@@ -174,11 +174,17 @@ def test_discriminant_split_cuts_a_cluster_of_two_units_and_leaves_one_unit_whol
     assert np.array_equal(untouched, np.repeat([0, 1], [400, 500]))  # a half below min_cluster_size: no cut
 
 
-def _alike_on_main_channel(rng):
-    """Units A (300 peaks) and B (200) on channel 2 with the same main-channel trough and different footprints.
+ALIKE_FOOTPRINTS = {"A": [2.0, 6.0, 10.0, 6.0, 2.0, 0.0], "B": [0.5, 1.5, 10.0, 9.0, 5.0, 1.0],
+                    "C": [6.0, 10.0, 10.0, 0.5, 0.0, 0.0], "small A": [0.6, 1.8, 3.0, 1.8, 0.6, 0.0]}
 
-    The basis decodes a component-0 coefficient c into c times a negative Gaussian trough at sample 8; 20 of B's
-    peaks are detected on channel 3, whose neighbourhood lacks channel 0.
+
+def _alike_on_main_channel(rng, detections=(("A", 2, 300), ("B", 2, 180), ("B", 3, 20))):
+    """Units on channel 2 with the same main-channel trough and different footprints (``ALIKE_FOOTPRINTS``).
+
+    ``detections``: (unit, detection channel, peaks); by default A (300 peaks) and B (200), 20 of B's peaks
+    detected on channel 3, whose neighbourhood lacks channel 0. The basis decodes a component-0 coefficient c
+    into c times a negative Gaussian trough at sample 8. Returns the features, the detection channels and
+    each peak's unit (its index in ``ALIKE_FOOTPRINTS``).
     """
     from dlsort.features import TemporalPCA
 
@@ -188,19 +194,20 @@ def _alike_on_main_channel(rng):
     second -= (second @ trough) / (trough @ trough) * trough
     basis = TemporalPCA(np.zeros(20, "float32"),
                         np.stack([trough / np.linalg.norm(trough), second / np.linalg.norm(second)]).astype("float32"))
-    footprints = {"A": np.array([2.0, 6.0, 10.0, 6.0, 2.0, 0.0]), "B": np.array([0.5, 1.5, 10.0, 9.0, 5.0, 1.0])}
-    embeddings, channels = [], []
-    for unit, channel, count in (("A", 2, 300), ("B", 2, 180), ("B", 3, 20)):
+    embeddings, channels, units = [], [], []
+    for unit, channel, count in detections:
         slots = hood.indices[channel]
-        coefficient = np.where(slots >= 0, footprints[unit][np.maximum(slots, 0)], 0.0)
+        coefficient = np.where(slots >= 0, np.asarray(ALIKE_FOOTPRINTS[unit])[np.maximum(slots, 0)], 0.0)
         scale = rng.lognormal(sigma=0.15, size=(count, 1))  # amplitudes vary 15 % around the footprint
         embedding = rng.normal(scale=0.8, size=(count, 2, hood.width))
         embedding[:, 0] += scale * coefficient
         embeddings.append(embedding * (slots >= 0))
         channels.append(np.full(count, channel))
+        units.append(np.full(count, list(ALIKE_FOOTPRINTS).index(unit)))
+    total = sum(count for *_, count in detections)
     features = PeakFeatures(np.concatenate(embeddings).astype("float32"),
-                            np.repeat(LOCATIONS[[2]], 500, axis=0).astype("float32"), hood, basis=basis)
-    return features, np.concatenate(channels), np.repeat([0, 1], [300, 200])
+                            np.repeat(LOCATIONS[[2]], total, axis=0).astype("float32"), hood, basis=basis)
+    return features, np.concatenate(channels), np.concatenate(units)
 
 
 def test_trough_footprints_read_each_member_at_the_cluster_trough():
@@ -229,9 +236,46 @@ def test_footprint_split_separates_units_alike_on_their_main_channel():
     single = _footprint_split(features.subset(np.arange(300)), channels[:300], one_cluster[:300], LOCATIONS,
                               min_cluster_size=20, threshold=0.8, radius_um=40.0)
     assert np.all(single == 0)
-    # with one channel near the centre (a sparse probe) there is no footprint: the cluster stays whole
+    # with one channel near the centre (a sparse probe) the footprint is the amplitude there, the same for A and B
     alone = _footprint_split(features, channels, one_cluster, LOCATIONS, min_cluster_size=20, threshold=0.8,
                              radius_um=10.0)
     assert np.all(alone == 0)
     with pytest.raises(ValueError, match="footprint split needs channel_locations"):
         cluster(features, _peaks(channels), footprint_bimodality=0.8)
+
+
+def test_footprint_split_tests_each_half_again():
+    """Three units alike on their main channel in one cluster: one cut makes two parts, a cut of a part the third."""
+    from dlsort.clustering import _footprint_split
+
+    features, channels, truth = _alike_on_main_channel(np.random.default_rng(5),
+                                                       (("A", 2, 300), ("B", 2, 200), ("C", 2, 250)))
+    split = _footprint_split(features, channels, np.zeros(len(channels), dtype="int64"), LOCATIONS,
+                             min_cluster_size=20, threshold=0.8, radius_um=40.0)
+    assert len(np.unique(split[split >= 0])) == 3
+    assert adjusted_rand_score(truth, split) > 0.95
+
+
+def test_footprint_split_on_one_channel_tells_units_apart_by_amplitude():
+    """A sparse probe: only the cluster's own channel is near its centre; A and a unit of its shape at 0.3 of its
+    amplitude are cut apart there."""
+    from dlsort.clustering import _footprint_split
+
+    features, channels, truth = _alike_on_main_channel(np.random.default_rng(6), (("A", 2, 300), ("small A", 2, 200)))
+    split = _footprint_split(features, channels, np.zeros(len(channels), dtype="int64"), LOCATIONS,
+                             min_cluster_size=20, threshold=0.8, radius_um=10.0)
+    assert adjusted_rand_score(truth, split) > 0.95
+
+
+@pytest.mark.parametrize("method", ["hdbscan", "sklearn-hdbscan"])
+def test_points_of_a_single_group_are_one_cluster(method):
+    """HDBSCAN never returns its root: a tile whose peaks form one group (one electrode of a sparse probe) would come
+    back all noise, or, allowed one cluster, as a core of about min_cluster_size points and the rest noise."""
+    from dlsort.clustering import _hdbscan
+
+    rng = np.random.default_rng(0)
+    blob = rng.normal(size=(450, 5))
+    assert np.all(_hdbscan(blob, min_cluster_size=20, min_samples=5, method=method) == 0)
+    two = np.concatenate([blob, rng.normal(size=(300, 5)) + 12.0])
+    labels = _hdbscan(two, min_cluster_size=20, min_samples=5, method=method)
+    assert adjusted_rand_score(np.repeat([0, 1], [450, 300]), labels) > 0.9
