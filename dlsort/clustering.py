@@ -531,6 +531,54 @@ def _footprint_split(features: PeakFeatures, channels: np.ndarray, labels: np.nd
     return _split_each(labels, min_cluster_size, split, recursive=True)
 
 
+def drop_weaker_halves(features: PeakFeatures, channels: np.ndarray, labels: np.ndarray, clusters: np.ndarray,
+                       channel_locations: np.ndarray, radius_um: float, min_cluster_size: int) -> np.ndarray:
+    """``labels`` with the weaker k-means half of each of ``clusters`` made noise.
+
+    Each cluster's members are cut in two by k-means on their trough footprints
+    (``trough_footprints``, zero on the channels a member's neighbourhood lacks); the half whose
+    mean absolute footprint is smaller becomes noise when the other holds at least
+    ``min_cluster_size`` members. Noise crossings that share a cluster with a small unit's spikes
+    pull its template below the threshold that keeps it; the stronger half carries the unit.
+
+    Parameters
+    ----------
+    features : PeakFeatures
+        Features with a ``basis``, one row per label.
+    channels : np.ndarray
+        Detection channel of every peak.
+    labels : np.ndarray
+        Cluster of every peak (-1 = noise).
+    clusters : np.ndarray
+        The labels to cut.
+    channel_locations : np.ndarray
+        (num_channels, 2) positions in um.
+    radius_um : float
+        Channels this near a cluster's centre make its footprints.
+    min_cluster_size : int
+
+    Returns
+    -------
+    np.ndarray
+        A copy of ``labels``; every cluster keeps its label (its stronger half) or is left whole.
+    """
+    from sklearn.cluster import KMeans
+
+    out = labels.copy()
+    for label in clusters:
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2 * min_cluster_size:
+            continue
+        amplitudes, covered = trough_footprints(features, channels, members, channel_locations, radius_um)
+        footprints = np.where(covered, amplitudes, 0.0)
+        halves = KMeans(2, n_init=3, random_state=0).fit_predict(footprints)
+        strength = [np.abs(footprints[halves == half]).mean() for half in (0, 1)]
+        weaker = int(np.argmin(strength))
+        if np.sum(halves != weaker) >= min_cluster_size:
+            out[members[halves == weaker]] = -1
+    return out
+
+
 def _relabel(labels: np.ndarray) -> np.ndarray:
     out = np.full(len(labels), -1, dtype="int64")
     found, inverse = np.unique(labels[labels >= 0], return_inverse=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from spikeinterface.core import NumpySorting, Templates, get_noise_levels
 
-from dlsort.clustering import cluster
+from dlsort.clustering import cluster, drop_weaker_halves
 from dlsort.curation import remove_ghosts_and_duplicates
 from dlsort.denoising import make_denoiser
 from dlsort.detection import detect_peaks
@@ -39,7 +39,9 @@ from dlsort.templates import (
     clean_templates,
     cluster_rates_hz,
     estimate_merged_templates,
+    estimate_templates,
     merge_similar,
+    template_snrs,
     templates_from_features,
 )
 from dlsort.validation import resolve_device
@@ -275,6 +277,18 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
                                                            seed=seed, job_kwargs=job_kwargs, **window)
     rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
                                 rec.get_total_duration())
+    diluted = np.flatnonzero((template_snrs(templates, noise_levels) < p["weak_template_snr"])
+                             & (rates_hz >= p["weak_template_rate_hz"]))
+    cut = labels
+    if p["weak_cluster_split"] and diluted.size:
+        # a small unit's spikes in a cluster of noise crossings: keep the stronger half and average it again
+        cut = drop_weaker_halves(features, sampled["channel_index"], labels, diluted, rec.get_channel_locations(),
+                                 p["footprint_radius_um"], p["min_cluster_size"])
+    if not np.array_equal(cut, labels):
+        labels = cut
+        templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
+        rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
+                                    rec.get_total_duration())
     templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], rates_hz,
                                       weak_snr=p["weak_template_snr"], weak_min_rate_hz=p["weak_template_rate_hz"])
     if matching == "none":

@@ -400,6 +400,23 @@ def merge_similar(
     return out
 
 
+def template_snrs(templates: Templates, noise_levels: np.ndarray) -> np.ndarray:
+    """Each template's peak absolute value in noise levels of its channel, on its best channel.
+
+    Parameters
+    ----------
+    templates : Templates
+    noise_levels : np.ndarray
+        Per-channel noise of the recording the templates come from.
+
+    Returns
+    -------
+    np.ndarray
+        (num_units,).
+    """
+    return (np.abs(templates.templates_array).max(axis=1) / noise_levels[None, :]).max(axis=1)
+
+
 def clean_templates(
     templates: Templates,
     noise_levels: np.ndarray,
@@ -437,7 +454,7 @@ def clean_templates(
         Indices of the kept input templates.
     """
     array = templates.templates_array
-    snr = (np.abs(array).max(axis=1) / noise_levels[None, :]).max(axis=1)
+    snr = template_snrs(templates, noise_levels)
     strong = snr >= min_snr
     weak = np.zeros_like(strong) if weak_snr is None else (snr >= weak_snr) & (rates_hz >= weak_min_rate_hz)
     kept = np.flatnonzero((strong | weak) & (rates_hz > 0))

@@ -279,3 +279,20 @@ def test_points_of_a_single_group_are_one_cluster(method):
     two = np.concatenate([blob, rng.normal(size=(300, 5)) + 12.0])
     labels = _hdbscan(two, min_cluster_size=20, min_samples=5, method=method)
     assert adjusted_rand_score(np.repeat([0, 1], [450, 300]), labels) > 0.9
+
+
+def test_drop_weaker_halves_keeps_a_units_spikes_out_of_noise_crossings():
+    """A unit's 200 spikes clustered with 350 smaller crossings of one shape: the crossings become noise, the unit keeps
+    its label; a cluster too small to cut, and the clusters not asked for, are left as they are."""
+    from dlsort.clustering import drop_weaker_halves
+
+    features, channels, truth = _alike_on_main_channel(np.random.default_rng(7), (("A", 2, 200), ("small A", 2, 350)))
+    labels = np.zeros(len(channels), dtype="int64")
+    cut = drop_weaker_halves(features, channels, labels, np.array([0]), LOCATIONS, radius_um=40.0,
+                             min_cluster_size=20)
+    unit = truth == list(ALIKE_FOOTPRINTS).index("A")
+    assert np.mean(cut[unit] == 0) > 0.97 and np.mean(cut[~unit] == -1) > 0.97
+    assert np.array_equal(drop_weaker_halves(features, channels, labels, np.array([0]), LOCATIONS, radius_um=40.0,
+                                             min_cluster_size=300), labels)
+    assert np.array_equal(drop_weaker_halves(features, channels, labels, np.array([], dtype="int64"), LOCATIONS,
+                                             radius_um=40.0, min_cluster_size=20), labels)
