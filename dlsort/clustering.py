@@ -51,8 +51,8 @@ def _hdbscan(points: np.ndarray, min_cluster_size: int, min_samples: int, method
 
     HDBSCAN never returns its root as a cluster: the peaks of a tile that holds a single unit (on the
     Utah-like grid, one electrode's peaks) come back all noise. Allowing it one cluster does not help:
-    it then returns a dense core of about ``min_cluster_size`` points and calls the rest noise (so does a
-    Gaussian blob). A clustering that finds no cluster therefore labels every point 0.
+    it then returns a dense core of about ``min_cluster_size`` points and calls the rest noise, on a
+    Gaussian blob as well. A clustering that finds no cluster therefore labels every point 0.
     """
     if len(points) < 2 * min_cluster_size:
         return np.zeros(len(points), dtype="int64")
@@ -422,9 +422,7 @@ def discriminant_bimodality(points: np.ndarray) -> tuple[float, np.ndarray]:
     halves : np.ndarray
         (n,) 0 or 1: the k-means half of each point.
     """
-    from sklearn.cluster import KMeans
-
-    halves = KMeans(2, n_init=3, random_state=0).fit_predict(points)
+    halves = _kmeans_halves(points)
     first, second = points[halves == 0], points[halves == 1]
     if min(len(first), len(second)) < 3:
         return 0.0, halves
@@ -443,6 +441,13 @@ def discriminant_bimodality(points: np.ndarray) -> tuple[float, np.ndarray]:
         return 0.0, halves
     low, high = left[np.argmax(counts[left])], right[np.argmax(counts[right])]
     return float(1.0 - counts[low:high + 1].min() / min(counts[low], counts[high])), halves
+
+
+def _kmeans_halves(points: np.ndarray) -> np.ndarray:
+    """0 or 1 per point: its half in a k-means cut in two (seeded, so the same points give the same cut)."""
+    from sklearn.cluster import KMeans
+
+    return KMeans(2, n_init=3, random_state=0).fit_predict(points)
 
 
 def _bimodal_halves(points: np.ndarray, min_cluster_size: int, threshold: float) -> np.ndarray | None:
@@ -544,7 +549,7 @@ def drop_weaker_halves(features: PeakFeatures, channels: np.ndarray, labels: np.
     Parameters
     ----------
     features : PeakFeatures
-        Features with a ``basis``, one row per label.
+        Features with a ``basis``, one row per peak.
     channels : np.ndarray
         Detection channel of every peak.
     labels : np.ndarray
@@ -562,8 +567,6 @@ def drop_weaker_halves(features: PeakFeatures, channels: np.ndarray, labels: np.
     np.ndarray
         A copy of ``labels``; every cluster keeps its label (its stronger half) or is left whole.
     """
-    from sklearn.cluster import KMeans
-
     out = labels.copy()
     for label in clusters:
         members = np.flatnonzero(labels == label)
@@ -571,7 +574,7 @@ def drop_weaker_halves(features: PeakFeatures, channels: np.ndarray, labels: np.
             continue
         amplitudes, covered = trough_footprints(features, channels, members, channel_locations, radius_um)
         footprints = np.where(covered, amplitudes, 0.0)
-        halves = KMeans(2, n_init=3, random_state=0).fit_predict(footprints)
+        halves = _kmeans_halves(footprints)
         strength = [np.abs(footprints[halves == half]).mean() for half in (0, 1)]
         weaker = int(np.argmin(strength))
         if np.sum(halves != weaker) >= min_cluster_size:

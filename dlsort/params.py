@@ -340,8 +340,9 @@ PARAMETERS: dict[str, Parameter] = {
         "A cluster whose template is below weak_template_snr but that fires at least weak_template_rate_hz is cut "
         "in two by k-means on its members' trough footprints, the weaker half made noise, and the template of the "
         "stronger half judged again: noise crossings that share a cluster with a small unit's spikes pull its "
-        "template below the threshold. On since the benchmark: the hybrid HN 35 -> 36 well-detected units (its "
-        "unit 25, SNR 5.2: 182 spikes among 350 noise crossings), the other cases unchanged (docs/benchmarks.md).",
+        "template below the threshold. On since the benchmark (rows dlsort:weak_cluster_split=false): the hybrid HN "
+        "35 -> 36 well-detected units (its unit 25, SNR 5.2: 182 spikes among 350 noise crossings), D 37 -> 38 (its "
+        "unit 32 at the threshold, accuracy 0.7989 -> 0.8004), S, M, L and H unchanged (docs/benchmarks.md).",
         bool,
     ),
     "matching_method": Parameter(

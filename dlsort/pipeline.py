@@ -277,18 +277,17 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
                                                            seed=seed, job_kwargs=job_kwargs, **window)
     rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
                                 rec.get_total_duration())
-    diluted = np.flatnonzero((template_snrs(templates, noise_levels) < p["weak_template_snr"])
-                             & (rates_hz >= p["weak_template_rate_hz"]))
-    cut = labels
-    if p["weak_cluster_split"] and diluted.size:
+    if p["weak_cluster_split"] and np.any(labels >= 0):  # (no features were computed otherwise)
         # a small unit's spikes in a cluster of noise crossings: keep the stronger half and average it again
+        diluted = np.flatnonzero((template_snrs(templates, noise_levels) < p["weak_template_snr"])
+                                 & (rates_hz >= p["weak_template_rate_hz"]))
         cut = drop_weaker_halves(features, sampled["channel_index"], labels, diluted, rec.get_channel_locations(),
                                  p["footprint_radius_um"], p["min_cluster_size"])
-    if not np.array_equal(cut, labels):
-        labels = cut
-        templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
-        rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
-                                    rec.get_total_duration())
+        if not np.array_equal(cut, labels):
+            labels = cut
+            templates = estimate_templates(rec, sampled, labels, seed=seed, job_kwargs=job_kwargs, **window)
+            rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
+                                        rec.get_total_duration())
     templates, kept = clean_templates(templates, noise_levels, p["min_template_snr"], rates_hz,
                                       weak_snr=p["weak_template_snr"], weak_min_rate_hz=p["weak_template_rate_hz"])
     if matching == "none":
