@@ -185,7 +185,8 @@ def noise_products(recording, temporal: np.ndarray, spatial: np.ndarray, seed: i
 
 def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_amplitude: float = 0.6,
            max_amplitude: float = np.inf, min_products: np.ndarray | None = None, misfit: float = 0.0,
-           overlap: np.ndarray | None = None, sweeps: int = REFIT_SWEEPS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           overlap: np.ndarray | None = None, neighbours: list[np.ndarray | slice] | None = None,
+           sweeps: int = REFIT_SWEEPS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit templates greedily while any is eligible (see the module's docstring), then refit overlapping fits.
 
     Parameters
@@ -208,6 +209,8 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
     overlap : np.ndarray or None
         ``max |cross|`` over lags, shape (num_templates, num_templates), when the caller keeps it
         between chunks; computed when None.
+    neighbours : list or None
+        :func:`fit_neighbours` of ``overlap``, when the caller keeps it between chunks; computed when None.
     sweeps : int, default: REFIT_SWEEPS
         Passes of :func:`refit` over overlapping fits before the amplitude bounds are applied.
 
@@ -225,9 +228,7 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
     floor = np.maximum(min_amplitude * norms, 0.0 if min_products is None else min_products[:, None])
     overlap = np.abs(cross).max(axis=2) if overlap is None else overlap  # (fitted, other template)
     limits = misfit * overlap
-    # the templates a fit changes (those sharing a channel with it); a plain slice of all when they are most of them
-    neighbours = [rows if rows.size < overlap.shape[0] // 2 else slice(None)
-                  for rows in (np.flatnonzero(row) for row in overlap > 0)]
+    neighbours = fit_neighbours(overlap) if neighbours is None else neighbours
     explained = np.zeros_like(residual)  # the largest misfit that fits nearby may have left on each template
     best_template = np.zeros(num_starts, dtype="int64")
     best_gain = np.zeros(num_starts, dtype="float32")
@@ -263,6 +264,23 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
     refit(residual, norms2, cross, templates, starts, amplitudes, sweeps, neighbours)
     keep = (amplitudes >= min_amplitude) & (amplitudes <= max_amplitude)
     return templates[keep], starts[keep], amplitudes[keep]
+
+
+def fit_neighbours(overlap: np.ndarray) -> list[np.ndarray | slice]:
+    """For each template, the templates whose inner products a fit of it changes (those sharing a channel with it).
+
+    Parameters
+    ----------
+    overlap : np.ndarray
+        ``max |cross|`` over lags, shape (num_templates, num_templates).
+
+    Returns
+    -------
+    list
+        Row indices per template, or a plain slice of all rows when they are half of the templates or more.
+    """
+    return [rows if rows.size < overlap.shape[0] // 2 else slice(None)
+            for rows in (np.flatnonzero(row) for row in overlap > 0)]
 
 
 def subtract(residual: np.ndarray, cross: np.ndarray, template: int, start: int, amplitude: float,
@@ -360,6 +378,7 @@ class BoundedPursuit(BaseTemplateMatching):
                                    "widen its sparsity) before matching.")
         self.cross = cross_correlations(approximations)
         self.overlap = np.abs(self.cross).max(axis=2)
+        self.neighbours = fit_neighbours(self.overlap)
         self.channels = None if templates.sparsity is None else [np.flatnonzero(own) for own in mask]
         self.min_products = (min_snr * noise_products(recording, self.temporal, self.spatial, channels=self.channels)
                              if min_snr > 0 else None)
@@ -379,7 +398,7 @@ class BoundedPursuit(BaseTemplateMatching):
         products = inner_products(traces, self.temporal, self.spatial, self._kernel_spectra, self.channels)
         templates, starts, amplitudes = pursue(products, self.norms2, self.cross, *self.amplitudes,
                                                min_products=self.min_products, misfit=self.misfit,
-                                               overlap=self.overlap)
+                                               overlap=self.overlap, neighbours=self.neighbours)
         spikes = np.zeros(templates.size, dtype=SPIKE_DTYPE)
         spikes["sample_index"] = starts + self.nbefore
         spikes["cluster_index"] = templates
