@@ -91,6 +91,7 @@ def match_templates(
     max_amplitude: float | None = None,
     min_snr: float = 0.0,
     misfit: float = 0.0,
+    amplitude_spread: float | None = None,
     job_kwargs: dict | None = None,
 ) -> np.ndarray:
     """Find spikes of ``templates`` in ``recording``.
@@ -112,6 +113,9 @@ def match_templates(
         template (lower bound 0.6, SpikeInterface's); None leaves it unbounded.
     min_snr, misfit : float, default: 0.0
         "bounded-pursuit": its significance threshold and misfit rule (``dlsort.pursuit.pursue``).
+    amplitude_spread : float or None
+        "bounded-pursuit": the amplitude prior by which it ranks competing templates
+        (``dlsort.pursuit.amplitude_penalties``); None: none.
     job_kwargs : dict or None
 
     Returns
@@ -130,7 +134,8 @@ def match_templates(
     job_kwargs = dict(job_kwargs or {})
     bounds = [MIN_AMPLITUDE, np.inf if max_amplitude is None else float(max_amplitude)]
     if method == "bounded-pursuit":
-        node = BoundedPursuit(recording, templates, amplitudes=tuple(bounds), min_snr=min_snr, misfit=misfit)
+        node = BoundedPursuit(recording, templates, amplitudes=tuple(bounds), min_snr=min_snr, misfit=misfit,
+                              amplitude_spread=amplitude_spread)
         spikes = run_node_pipeline(recording, [node], job_kwargs, job_name="find spikes (bounded-pursuit)",
                                    squeeze_output=True, names=["spikes"])
     else:

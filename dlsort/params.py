@@ -259,7 +259,7 @@ PARAMETERS: dict[str, Parameter] = {
         high=1.0,
     ),
     "footprint_bimodality": Parameter(
-        0.8,
+        0.7,
         "Footprint split: a cluster cut in two by k-means on its members' amplitudes at its trough on the channels "
         "near its centre is kept cut when their projection on the halves' Fisher discriminant is at least this "
         "bimodal (0-1; 0 = no split); it tells apart neighbouring units whose main-channel waveforms look alike "
@@ -267,7 +267,7 @@ PARAMETERS: dict[str, Parameter] = {
         "is tested again. 0.8 since the ground-truth benchmark: dense case H 72 -> 74 well-detected units (its "
         "units 1 and 74 shared a cluster, which scores 0.84), S, M, D, L unchanged; at 0.5 drifting case D lost a "
         "unit to cuts scoring 0.50-0.73. Testing each half again: polytrode P4 15 -> 18 (three units in one "
-        "cluster); the one-channel footprint: MEA 75 -> 76 (docs/benchmarks.md).",
+        "cluster); the one-channel footprint: MEA 75 -> 76; 0.7 with matching_amplitude_spread (docs/benchmarks.md).",
         float,
         low=0.0,
         high=1.0,
@@ -381,6 +381,18 @@ PARAMETERS: dict[str, Parameter] = {
         "lost 3 well-detected units (37 -> 34) to such fits; 0.1 and 0.3 did less well there (docs/benchmarks.md).",
         float,
         low=0.0,
+    ),
+    "matching_amplitude_spread": Parameter(
+        0.1,
+        "bounded-pursuit only: spread (standard deviation) of a unit's spike amplitudes relative to its template, "
+        "a prior by which templates that compete for a spike are ranked: a fit at amplitude a counts "
+        "(a - 1)^2 / spread^2 noise variances less (None = ranked by the energy they remove alone). Two units "
+        "of one shape and different sizes, on one electrode of a sparse probe, remove the same energy from each "
+        "other's spikes at free amplitude; the prior gives each spike to the one it fits near amplitude 1 "
+        "(docs/benchmarks.md, twenty-first session).",
+        float,
+        low=0.01,
+        nullable=True,
     ),
     "matching_chunk_duration": Parameter(
         "100ms",

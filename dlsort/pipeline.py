@@ -308,6 +308,7 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
             max_amplitude=p["matching_max_amplitude"],
             min_snr=p["matching_min_snr"],
             misfit=p["matching_misfit"],
+            amplitude_spread=p["matching_amplitude_spread"],
             job_kwargs={**job_kwargs, "chunk_duration": p["matching_chunk_duration"]},
         )
         spikes, units = found, found["cluster_index"]

@@ -19,6 +19,11 @@ A template is eligible at a time only where
   overlaps it: what a large spike leaves behind where its template does not quite fit it (drift,
   shape variability) is not taken for a small unit's spike.
 
+With an amplitude prior (``amplitude_penalty``), templates that compete for an event are ranked by
+their gain less ``penalty * (a - 1)^2``: fits far from a template's own size lose to a template that
+fits the event near amplitude 1. Two units of one shape and different sizes (one electrode of a
+sparse probe) explain each other's spikes equally well at free amplitude; the prior tells them apart.
+
 Fits above ``max_amplitude`` are subtracted (the event is explained) but not reported, as
 ``circus-omp`` does. Unlike ``circus-omp``, no numerically dependent set of atoms can stop the fit
 of the rest of a chunk (it does so when it selects an atom it already holds).
@@ -186,7 +191,8 @@ def noise_products(recording, temporal: np.ndarray, spatial: np.ndarray, seed: i
 def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_amplitude: float = 0.6,
            max_amplitude: float = np.inf, min_products: np.ndarray | None = None, misfit: float = 0.0,
            overlap: np.ndarray | None = None, neighbours: list[np.ndarray | slice] | None = None,
-           sweeps: int = REFIT_SWEEPS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           sweeps: int = REFIT_SWEEPS, amplitude_penalty: np.ndarray | None = None,
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fit templates greedily while any is eligible (see the module's docstring), then refit overlapping fits.
 
     Parameters
@@ -213,6 +219,11 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
         :func:`fit_neighbours` of ``overlap``, when the caller keeps it between chunks; computed when None.
     sweeps : int, default: REFIT_SWEEPS
         Passes of :func:`refit` over overlapping fits before the amplitude bounds are applied.
+    amplitude_penalty : np.ndarray or None
+        Shape (num_templates,): a fit of template ``k`` at amplitude ``a`` is ranked by its gain less
+        ``amplitude_penalty[k] * (a - 1) ** 2`` (never below a millionth of its gain, so no fit loses its
+        eligibility); :func:`amplitude_penalties` gives the penalty of a prior on the amplitude. None: no
+        penalty. The fitted amplitudes stay the least-squares ones.
 
     Returns
     -------
@@ -240,6 +251,8 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
         clipped = np.minimum(amplitude, max_amplitude)
         eligible = (local >= floor) & (local >= explained[:, columns])
         gain = np.where(eligible, norms * clipped * (2.0 * amplitude - clipped), 0.0)
+        if amplitude_penalty is not None:
+            gain = np.maximum(gain - amplitude_penalty[:, None] * (amplitude - 1.0) ** 2, 1e-6 * gain)
         best_template[columns] = np.argmax(gain, axis=0)
         best_gain[columns] = gain[best_template[columns], np.arange(columns.size)]
         peaks = np.flatnonzero((best_gain > 0) & (best_gain == maximum_filter1d(best_gain, 2 * length - 1)))
@@ -264,6 +277,31 @@ def pursue(products: np.ndarray, norms2: np.ndarray, cross: np.ndarray, min_ampl
     refit(residual, norms2, cross, templates, starts, amplitudes, sweeps, neighbours)
     keep = (amplitudes >= min_amplitude) & (amplitudes <= max_amplitude)
     return templates[keep], starts[keep], amplitudes[keep]
+
+
+def amplitude_penalties(spread: np.ndarray, norms2: np.ndarray, amplitude_spread: float) -> np.ndarray:
+    """:func:`pursue`'s ``amplitude_penalty`` for amplitudes spread by ``amplitude_spread`` around each template.
+
+    The noise variance along template ``k`` is ``spread[k] ** 2 / norms2[k]`` (white noise of variance
+    ``s ** 2`` gives inner products of spread ``s |T_k|``). A Gaussian prior of standard deviation
+    ``amplitude_spread`` on the amplitude adds ``(a - 1) ** 2 / amplitude_spread ** 2`` noise variances to
+    the cost of a fit, so its gain, in the products' units, loses that times the noise variance.
+
+    Parameters
+    ----------
+    spread : np.ndarray
+        :func:`noise_products` of the templates, shape (num_templates,).
+    norms2 : np.ndarray
+        Their squared norms, same shape.
+    amplitude_spread : float
+        Standard deviation of a unit's amplitudes relative to its template (> 0).
+
+    Returns
+    -------
+    np.ndarray
+        Shape (num_templates,).
+    """
+    return np.asarray(spread, dtype="float64") ** 2 / (np.asarray(norms2, dtype="float64") * amplitude_spread ** 2)
 
 
 def fit_neighbours(overlap: np.ndarray) -> list[np.ndarray | slice]:
@@ -352,13 +390,17 @@ class BoundedPursuit(BaseTemplateMatching):
         the recording (:func:`noise_products`); 0 sets no such threshold.
     misfit : float, default: 0.0
         See :func:`pursue`.
+    amplitude_spread : float or None, default: None
+        Standard deviation of each unit's amplitudes relative to its template, the prior by which
+        competing templates are ranked (:func:`amplitude_penalties`); None ranks them by gain alone.
     rank : int, default: 5
         Singular components kept per template (circus-omp's default).
     return_output : bool, default: True
     """
 
     def __init__(self, recording, templates, amplitudes: tuple[float, float] = (0.6, np.inf), min_snr: float = 0.0,
-                 misfit: float = 0.0, rank: int = 5, return_output: bool = True):
+                 misfit: float = 0.0, amplitude_spread: float | None = None, rank: int = 5,
+                 return_output: bool = True):
         BaseTemplateMatching.__init__(self, recording, templates, return_output=return_output)
         low, high = (float(value) for value in amplitudes)
         if not 0.0 < low <= high:
@@ -367,6 +409,9 @@ class BoundedPursuit(BaseTemplateMatching):
         if rank < 1 or min_snr < 0 or misfit < 0:
             raise DlsortInputError(f"bounded-pursuit needs rank >= 1, min_snr >= 0 and misfit >= 0; got rank={rank}, "
                                    f"min_snr={min_snr}, misfit={misfit}; pass e.g. rank=5, min_snr=4, misfit=0.2.")
+        if amplitude_spread is not None and not amplitude_spread > 0:
+            raise DlsortInputError(f"bounded-pursuit's amplitude_spread must be > 0 (or None for no amplitude prior), "
+                                   f"got {amplitude_spread}; pass e.g. 0.1.")
         dense = templates.get_dense_templates()
         mask = (templates.sparsity.mask if templates.sparsity is not None
                 else np.ones((templates.num_units, dense.shape[2]), dtype=bool))
@@ -380,8 +425,11 @@ class BoundedPursuit(BaseTemplateMatching):
         self.overlap = np.abs(self.cross).max(axis=2)
         self.neighbours = fit_neighbours(self.overlap)
         self.channels = None if templates.sparsity is None else [np.flatnonzero(own) for own in mask]
-        self.min_products = (min_snr * noise_products(recording, self.temporal, self.spatial, channels=self.channels)
-                             if min_snr > 0 else None)
+        spread = (noise_products(recording, self.temporal, self.spatial, channels=self.channels)
+                  if min_snr > 0 or amplitude_spread is not None else None)
+        self.min_products = min_snr * spread if min_snr > 0 else None
+        self.amplitude_penalty = (amplitude_penalties(spread, self.norms2, amplitude_spread)
+                                  if amplitude_spread is not None else None)
         self.amplitudes = (low, high)
         self.misfit = misfit
         self.nbefore = templates.nbefore
@@ -398,7 +446,8 @@ class BoundedPursuit(BaseTemplateMatching):
         products = inner_products(traces, self.temporal, self.spatial, self._kernel_spectra, self.channels)
         templates, starts, amplitudes = pursue(products, self.norms2, self.cross, *self.amplitudes,
                                                min_products=self.min_products, misfit=self.misfit,
-                                               overlap=self.overlap, neighbours=self.neighbours)
+                                               overlap=self.overlap, neighbours=self.neighbours,
+                                               amplitude_penalty=self.amplitude_penalty)
         spikes = np.zeros(templates.size, dtype=SPIKE_DTYPE)
         spikes["sample_index"] = starts + self.nbefore
         spikes["cluster_index"] = templates
