@@ -288,6 +288,17 @@ PARAMETERS: dict[str, Parameter] = {
         low=0.0,
         high=1.0,
     ),
+    "merge_masked_similarity": Parameter(
+        0.98,
+        "Second merge (on the templates averaged from the recording) only: clusters also merge when their "
+        "templates, each kept on the channels where it reaches the noise level, have at least this cosine "
+        "similarity (None = the dense similarity alone). Averaging noise on the channels a weak unit does not "
+        "reach deflates the dense similarity of its pieces on arrays of many channels.",
+        float,
+        low=0.0,
+        high=1.0,
+        nullable=True,
+    ),
     "merge_amplitude_ratio": Parameter(
         0.7,
         "Similar templates merge only when the smaller peak amplitude is at least this fraction of the larger "

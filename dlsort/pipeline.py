@@ -273,8 +273,10 @@ def run_pipeline(recording, params: dict, job_kwargs: dict, scratch_folder: Path
     # ... and the final templates averaged from the recording: dense, so matching sees every channel, aligned on their
     # peaks and merged again by the same rule (on a sparse probe the pieces of a unit may share no channel in the
     # decoded templates).
-    sampled, labels, templates = estimate_merged_templates(rec, sampled, labels, peak_sign=p["peak_sign"], merge=merge,
-                                                           seed=seed, job_kwargs=job_kwargs, **window)
+    dense_merge = dict(merge, noise_levels=noise_levels, masked_similarity_threshold=p["merge_masked_similarity"])
+    sampled, labels, templates = estimate_merged_templates(rec, sampled, labels, peak_sign=p["peak_sign"],
+                                                           merge=dense_merge, seed=seed, job_kwargs=job_kwargs,
+                                                           **window)
     rates_hz = cluster_rates_hz(sampled["channel_index"], labels, weights, templates.num_units,
                                 rec.get_total_duration())
     if p["weak_cluster_split"] and np.any(labels >= 0):  # (no features were computed otherwise)

@@ -346,6 +346,7 @@ class RefractoryCheck:
 def merge_similar(
     templates: Templates, labels: np.ndarray, similarity_threshold: float = 0.95, max_shift: int = MERGE_MAX_SHIFT,
     refractory: RefractoryCheck | None = None, min_amplitude_ratio: float = 0.7,
+    noise_levels: np.ndarray | None = None, masked_similarity_threshold: float | None = None,
 ) -> np.ndarray:
     """Merge labels whose templates are similar (cosine similarity with small lags).
 
@@ -367,6 +368,15 @@ def merge_similar(
         Smallest ratio of the two peak amplitudes (smaller / larger) of a pair that merges: the
         cosine similarity ignores scale, so two units of one shape but different sizes would
         otherwise merge.
+    noise_levels : np.ndarray or None
+        Noise level per channel, in the templates' units; with ``masked_similarity_threshold``.
+    masked_similarity_threshold : float or None
+        Pairs whose templates, each kept on the channels where it reaches the noise level (and
+        its strongest channel), are at least this similar also merge (amplitudes within the
+        ratio). A template averaged from n peaks carries noise of 1/sqrt(n) noise levels on every
+        channel; over the hundreds of channels of a dense array that noise outweighs a weak
+        unit's few channels and deflates the similarity of its pieces. None (or no
+        ``noise_levels``): the dense similarity alone.
 
     Returns
     -------
@@ -377,10 +387,13 @@ def merge_similar(
     if n < 2:
         return labels.copy()
     array = templates.templates_array
-    similarity = lagged_cosine_similarity(array, max_shift)
+    similar = lagged_cosine_similarity(array, max_shift) >= similarity_threshold
+    if noise_levels is not None and masked_similarity_threshold is not None:
+        masked = array * channels_above_noise(array, noise_levels)[:, None, :]
+        similar |= lagged_cosine_similarity(masked, max_shift) >= masked_similarity_threshold
     amplitude = np.abs(array).max(axis=(1, 2))
     ratio = np.minimum(amplitude[:, None], amplitude[None, :]) / np.maximum(amplitude[:, None], amplitude[None, :])
-    pairs = (similarity >= similarity_threshold) & (ratio >= min_amplitude_ratio)
+    pairs = similar & (ratio >= min_amplitude_ratio)
     parent = np.arange(n)
 
     def root(i: int) -> int:
@@ -487,6 +500,27 @@ def cluster_rates_hz(sampled_channels: np.ndarray, labels: np.ndarray, sampling_
     return counts[:num_units] / duration_s
 
 
+def channels_above_noise(array: np.ndarray, noise_levels) -> np.ndarray:
+    """For each template, the channels where it reaches the noise level, and its strongest channel.
+
+    Parameters
+    ----------
+    array : np.ndarray
+        (units, samples, channels) template waveforms.
+    noise_levels : np.ndarray or float
+        Noise level per channel (or one for all), in the templates' units.
+
+    Returns
+    -------
+    np.ndarray
+        Boolean (units, channels).
+    """
+    snr_per_channel = np.abs(array).max(axis=1) / np.broadcast_to(noise_levels, array.shape[2])[None, :]
+    mask = snr_per_channel >= 1.0
+    mask[np.arange(len(array)), snr_per_channel.argmax(axis=1)] = True
+    return mask
+
+
 def sparse_above_noise(array: np.ndarray, noise_levels, like: Templates, unit_ids: np.ndarray) -> Templates:
     """Sparse templates that keep, for each unit, the channels where it reaches the noise level and its strongest.
 
@@ -507,9 +541,7 @@ def sparse_above_noise(array: np.ndarray, noise_levels, like: Templates, unit_id
     """
     from spikeinterface.core.sparsity import ChannelSparsity
 
-    snr_per_channel = np.abs(array).max(axis=1) / np.broadcast_to(noise_levels, array.shape[2])[None, :]
-    mask = snr_per_channel >= 1.0
-    mask[np.arange(len(array)), snr_per_channel.argmax(axis=1)] = True
+    mask = channels_above_noise(array, noise_levels)
     dense = Templates(templates_array=array * mask[:, None, :], sampling_frequency=like.sampling_frequency,
                       nbefore=like.nbefore, channel_ids=like.channel_ids, unit_ids=unit_ids, probe=like.probe,
                       is_in_uV=like.is_in_uV)

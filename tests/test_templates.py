@@ -48,6 +48,27 @@ def test_merge_needs_amplitudes_within_the_ratio():
     assert len(set(merge_similar(templates, labels, min_amplitude_ratio=0.25))) == 1
 
 
+def test_the_masked_similarity_joins_pieces_of_a_weak_unit_that_averaging_noise_keeps_apart():
+    """Two pieces of one weak unit (3 and 1.5 noise levels on two of 200 channels), each averaged from 400
+    peaks: the averaging noise on the other channels deflates their dense similarity below the
+    threshold, while on the channels each reaches they are alike; a unit of another shape on the same
+    channels stays apart."""
+    rng = np.random.default_rng(0)
+    num_channels, noise = 200, 1.0
+    unit = np.zeros((40, num_channels))
+    unit[:, 0], unit[:, 1] = 3.0 * _spike() / 0.92, 1.5 * _spike() / 0.92  # _spike's trough: -0.92
+    other = np.zeros((40, num_channels))
+    other[:, 0] = 3.0 * _spike(centre=22, width=6.0)
+    pieces = [shape + rng.normal(scale=noise / np.sqrt(400), size=shape.shape) for shape in (unit, unit, other)]
+    templates = _templates(pieces)
+    labels = np.array([0, 1, 2])
+    assert lagged_cosine_similarity(templates.templates_array, 3)[0, 1] < 0.95
+    assert len(set(merge_similar(templates, labels))) == 3
+    merged = merge_similar(templates, labels, noise_levels=np.full(num_channels, noise),
+                           masked_similarity_threshold=0.98)
+    assert merged[0] == merged[1] != merged[2]
+
+
 def test_similar_clusters_that_fire_independently_are_not_merged():
     rng = np.random.default_rng(0)
     duration, refractory = 30000 * 120, 60  # 2 min at 30 kHz; 2 ms
