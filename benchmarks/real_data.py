@@ -114,6 +114,18 @@ def stored_quality(case: str, run: dict, workdir: Path) -> dict | None:
     return None
 
 
+def with_stored_runs(runs: list[dict], path: Path) -> list[dict]:
+    """``runs`` followed by the runs of the summary at ``path`` whose spec is not among them.
+
+    A run of some sorters only (an ablation, say) keeps the others' runs and quality in the case's
+    summary: a reused record (``--keep-done``) has no sorter output folder to analyse again.
+    """
+    if not path.exists():
+        return runs
+    ran = {run["spec"] for run in runs}
+    return runs + [stored for stored in json.loads(path.read_text())["runs"] if stored["spec"] not in ran]
+
+
 def run_case(case: str, sorters: list[str], workdir: Path, timeout_s: float, keep_done: bool, command: str) -> dict:
     """Run and analyse every sorter on one case; returns (and stores) the case's summary."""
     from dlsort.groundtruth import HYBRID_CASES
@@ -139,8 +151,9 @@ def run_case(case: str, sorters: list[str], workdir: Path, timeout_s: float, kee
             run["quality"] = stored_quality(case, run, workdir) or quality_summary(case, spec, workdir)
         runs.append(run)
     description = REAL_DESCRIPTION if case == REAL_CASE else HYBRID_CASES[case].description
-    summary = {"case": case, "command": command, "description": description, **prepared, "runs": runs}
     path = workdir / "real_data" / f"{case}.json"
+    summary = {"case": case, "command": command, "description": description, **prepared,
+               "runs": with_stored_runs(runs, path)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1))
     return summary

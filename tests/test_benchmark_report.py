@@ -102,6 +102,16 @@ def test_real_data_section_reports_quality_beside_the_peers_and_failures():
     assert "### HN: a hybrid" in lines and "dlsort abc, runs started 2026-12-06T00:00:00Z" in "\n".join(lines)
 
 
+def test_a_run_of_some_sorters_keeps_the_stored_runs_of_the_others(tmp_path):
+    from real_data import with_stored_runs
+
+    path = tmp_path / "HN.json"
+    assert with_stored_runs([{"spec": "dlsort"}], path) == [{"spec": "dlsort"}]
+    path.write_text('{"runs": [{"spec": "dlsort", "old": 1}, {"spec": "lupin", "quality": {"units": 3}}]}')
+    assert with_stored_runs([{"spec": "dlsort", "new": 1}], path) == [{"spec": "dlsort", "new": 1},
+                                                                      {"spec": "lupin", "quality": {"units": 3}}]
+
+
 def test_a_regenerated_report_keeps_the_sections_whose_results_are_absent():
     from report import keep_sections_not_run
 
