@@ -427,7 +427,12 @@ def template_snrs(templates: Templates, noise_levels: np.ndarray) -> np.ndarray:
     np.ndarray
         (num_units,).
     """
-    return (np.abs(templates.templates_array).max(axis=1) / noise_levels[None, :]).max(axis=1)
+    return _channel_snrs(templates.templates_array, noise_levels).max(axis=1)
+
+
+def _channel_snrs(array: np.ndarray, noise_levels) -> np.ndarray:
+    """(units, channels): each template's peak absolute value on each channel, in that channel's noise levels."""
+    return np.abs(array).max(axis=1) / np.broadcast_to(noise_levels, array.shape[2])[None, :]
 
 
 def clean_templates(
@@ -515,7 +520,7 @@ def channels_above_noise(array: np.ndarray, noise_levels) -> np.ndarray:
     np.ndarray
         Boolean (units, channels).
     """
-    snr_per_channel = np.abs(array).max(axis=1) / np.broadcast_to(noise_levels, array.shape[2])[None, :]
+    snr_per_channel = _channel_snrs(array, noise_levels)
     mask = snr_per_channel >= 1.0
     mask[np.arange(len(array)), snr_per_channel.argmax(axis=1)] = True
     return mask
