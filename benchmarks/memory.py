@@ -40,8 +40,8 @@ JOB_KWARGS = {"n_jobs": 2, "chunk_duration": "1s", "progress_bar": False}
 STAGES = [
     "resolve_motion_correction", "preprocess", "cache_preprocessed", "motion_corrected", "get_noise_levels",
     "detect_peaks", "sample_peaks_per_channel", "build_neighbourhoods", "extract_features", "cluster",
-    "estimate_merged_templates", "merge_similar", "templates_from_features", "clean_templates", "match_templates",
-    "remove_ghosts_and_duplicates", "_to_sorting",
+    "estimate_merged_templates", "merge_similar", "templates_from_features", "drop_weaker_halves",
+    "estimate_templates", "clean_templates", "match_templates", "remove_ghosts_and_duplicates", "_to_sorting",
 ]
 
 

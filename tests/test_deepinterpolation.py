@@ -50,13 +50,14 @@ def test_probe_grid_refuses_bad_locations():
         probe_grid(np.zeros((3,)))
 
 
-def test_no_output_frame_sees_itself_or_its_neighbours():
+@pytest.mark.parametrize(("end_rows", "row"), [("zeros", 3), ("reflect", 3), ("reflect", 0)])
+def test_no_output_frame_sees_itself_or_its_neighbours(end_rows, row):
     torch.manual_seed(0)
-    network = BlindSpotInterpolator(omission=2)
+    network = BlindSpotInterpolator(omission=2, end_rows=end_rows)
     traces = torch.randn(1, 120, 6, 4, requires_grad=True)
     mask = torch.ones(6, 4)
     t = 60
-    network(traces, mask)[0, t, 3, 1].backward()
+    network(traces, mask)[0, t, row, 1].backward()
     seen = traces.grad[0].abs().sum(dim=(1, 2)) > 0
     frames = torch.nonzero(seen).flatten()
     assert not seen[t - 2:t + 3].any()  # the blind spot: t and 2 frames on each side
@@ -76,6 +77,47 @@ def test_empty_cells_neither_feed_nor_receive_predictions():
     changed = traces.clone()
     changed[:, :, 2, 1] = 1e3  # garbage in an empty cell changes nothing
     torch.testing.assert_close(network(changed, mask), output)
+
+
+def test_mirrored_end_rows_are_the_rows_inside_seen_beyond_the_ends():
+    torch.manual_seed(0)
+    mirrored = BlindSpotInterpolator(filters=4, dilations=(1, 2), end_rows="reflect").eval()
+    empty = BlindSpotInterpolator(filters=4, dilations=(1, 2)).eval()
+    empty.load_state_dict(mirrored.state_dict())  # one set of weights, two ways to end the rows
+    traces, mask = torch.randn(1, 50, 5, 2), torch.tensor([[1.0, 0.0], [0.0, 1.0]] * 2 + [[1.0, 0.0]])
+    with torch.no_grad():
+        output = mirrored(traces, mask)
+        # the same grid with rows 1 and 3 written out beyond its ends, read with empty rows beyond those
+        extended = torch.cat([traces[:, :, 1:2], traces, traces[:, :, 3:4]], dim=2)
+        expected = empty(extended, torch.cat([mask[1:2], mask, mask[3:4]]))[:, :, 1:-1]
+        torch.testing.assert_close(output, expected)
+        plain = empty(traces, mask)
+        torch.testing.assert_close(output[:, :, 1:-1], plain[:, :, 1:-1])  # rows inside see no difference
+        assert not torch.allclose(output[:, :, [0, -1]], plain[:, :, [0, -1]])
+        one_row = mirrored(traces[:, :, :1], mask[:1])  # a single row is repeated beyond both ends
+        torch.testing.assert_close(one_row, empty(traces[:, :, [0, 0, 0]], mask[[0, 0, 0]])[:, :, 1:2])
+
+
+def test_cards_without_end_rows_build_networks_with_empty_rows_beyond_the_ends():
+    network = BlindSpotInterpolator(filters=4, dilations=(1, 2))
+    card = {"name": "blind-spot-interpolator",
+            "hyperparameters": {k: v for k, v in network.hyperparameters.items() if k != "end_rows"}}
+    assert build_network(card, network.state_dict()).end_rows == "zeros"  # the 1.0.0 models' cards
+    with pytest.raises(ValueError, match="end_rows must be 'zeros' or 'reflect'"):
+        BlindSpotInterpolator(end_rows="wrap")
+
+
+@pytest.mark.parametrize("model_id", ["deepinterpolation-np1", "deepinterpolation-generic"])
+def test_shipped_interpolators_1_1_are_1_0_with_mirrored_end_rows(model_id):
+    from dlsort.models import load
+
+    old_tensors, old_card, _ = load(f"{model_id}@1.0.0", task="deepinterpolation")
+    new_tensors, new_card, _ = load(f"{model_id}@1.1.0", task="deepinterpolation")
+    assert old_tensors.keys() == new_tensors.keys()
+    for key in old_tensors:
+        torch.testing.assert_close(new_tensors[key], old_tensors[key], rtol=0, atol=0)
+    assert build_network(old_card["architecture"], old_tensors).end_rows == "zeros"
+    assert build_network(new_card["architecture"], new_tensors).end_rows == "reflect"
 
 
 def test_interpolator_is_built_from_a_model_card():

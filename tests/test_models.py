@@ -106,8 +106,9 @@ def test_fetch_verifies_caches_and_loads(published, gin):
         "source": f"{gin.url}/dlsort/models/raw/{entry['location']['commit']}/det/1.1.0/weights.safetensors"}
     assert models.verify() == {"denoiser-generic@1.0.0": True, "detector-generic@1.0.0": True,
                                "detector-generic@1.1.0": True, "detector-generic@1.2.0": True,
-                               "deepinterpolation-np1@1.0.0": True,
-                               "deepinterpolation-generic@1.0.0": True, "autoencoder-generic@1.0.0": True,
+                               "deepinterpolation-np1@1.0.0": True, "deepinterpolation-np1@1.1.0": True,
+                               "deepinterpolation-generic@1.0.0": True, "deepinterpolation-generic@1.1.0": True,
+                               "autoencoder-generic@1.0.0": True,
                                "autoencoder-generic@1.1.0": True,
                                "det@1.1.0": True}
     with pytest.raises(DlsortInputError, match="not a denoiser model"):

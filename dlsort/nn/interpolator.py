@@ -10,6 +10,11 @@ the batch, which CPUs run fast), one forward in time and one backward; each is s
 output at t has seen only frames up to ``t - omission - 1`` (or from ``t + omission + 1``), and a
 read-out convolves both over the grid at each frame, so neighbouring channels inform each other.
 The blind spot holds by construction, for every frame at once.
+
+At the ends of the grid's rows (the ends of a shank, or of the stretch of it that was recorded) the
+read-out sees either empty rows (``end_rows="zeros"``, the first shipped models) or the rows inside
+mirrored (``"reflect"``): the signal does not stop at the last contact, and a spike centred on an end
+row with nothing beyond it looks to the read-out like one smaller than it is.
 """
 
 from __future__ import annotations
@@ -60,21 +65,31 @@ class BlindSpotInterpolator(nn.Module):
         Odd size of the convolutions over grid rows and columns.
     omission : int, default: 1
         Frames left out on each side of the predicted one (DeepInterpolation's ``pre_post_omission``).
+    end_rows : {"zeros", "reflect"}, default: "zeros"
+        What the read-out sees beyond the first and last row of the grid: empty rows, or the rows
+        inside mirrored (row -1 is row 1; a grid of one row is repeated). Columns always end in empty
+        cells. "zeros" is the default of the cards that predate this parameter.
     """
 
     def __init__(self, filters: int = 8, dilations: tuple[int, ...] = (1, 2, 4, 8), temporal_kernel: int = 3,
-                 spatial_kernel: int = 3, omission: int = 1):
+                 spatial_kernel: int = 3, omission: int = 1, end_rows: str = "zeros"):
         super().__init__()
         if spatial_kernel % 2 == 0 or temporal_kernel < 1 or omission < 0 or not dilations:
             raise ValueError(f"need an odd spatial_kernel, temporal_kernel >= 1, omission >= 0 and at least one "
                              f"dilation; got {spatial_kernel}, {temporal_kernel}, {omission}, {dilations}")
+        if end_rows not in ("zeros", "reflect"):
+            raise ValueError(f"end_rows must be 'zeros' or 'reflect', got {end_rows!r}")
         self.hyperparameters = dict(filters=filters, dilations=tuple(dilations), temporal_kernel=temporal_kernel,
-                                    spatial_kernel=spatial_kernel, omission=omission)
+                                    spatial_kernel=spatial_kernel, omission=omission, end_rows=end_rows)
         self.omission = omission
         self.context = 1 + (temporal_kernel - 1) * sum(dilations)
+        self.end_rows = end_rows
         self.forward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
         self.backward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
-        self.readout = nn.Sequential(nn.Conv2d(2 * filters, filters, spatial_kernel, padding=spatial_kernel // 2),
+        reach = spatial_kernel // 2
+        # with mirrored ends the rows are padded in forward(), the columns here, by zeros
+        padding = (0, reach) if end_rows == "reflect" else reach
+        self.readout = nn.Sequential(nn.Conv2d(2 * filters, filters, spatial_kernel, padding=padding),
                                      nn.ReLU(), nn.Conv2d(filters, 1, 1))
 
     def _shifted_past(self, stack: _CausalStack, x: torch.Tensor) -> torch.Tensor:
@@ -111,5 +126,9 @@ class BlindSpotInterpolator(nn.Module):
         features[:, :, occupied] = torch.cat([past, future], dim=1).permute(0, 2, 3, 1)
         features = features * mask[..., None]  # cells empty in this window carry nothing into the read-out
         # (batch * samples, features, rows, columns) in channels-last memory: the layout CPUs convolve fastest
-        output = self.readout(features.reshape(batch * samples, rows, columns, -1).permute(0, 3, 1, 2))
+        features = features.reshape(batch * samples, rows, columns, -1).permute(0, 3, 1, 2)
+        if self.end_rows == "reflect":
+            reach = self.readout[0].kernel_size[0] // 2
+            features = functional.pad(features, (0, 0, reach, reach), mode="reflect" if rows > reach else "replicate")
+        output = self.readout(features)
         return output.reshape(batch, samples, rows * columns).mul(mask).reshape(batch, samples, rows, columns)

@@ -244,7 +244,8 @@ def _train_deepinterpolation(args: argparse.Namespace) -> int:
     sizes = _sizes(args, TASK, start is not None)
     network, report = train_interpolator(recordings, start_from=start, minutes=args.minutes,
                                          num_windows=sizes["windows"], max_epochs=sizes["epochs"], seed=args.seed,
-                                         device=device, max_seconds=args.max_seconds, progress_bar=not args.quiet)
+                                         device=device, max_seconds=args.max_seconds, progress_bar=not args.quiet,
+                                         end_rows=args.end_rows)
     card = interpolator_card(network, recordings, args.id, args.version, training_data, report)
     weights = write_model(Path(args.output), network.cpu(), card)
     print(f"dlsort: {args.id}@{args.version} written to {weights.parent} ({report.epochs} epochs, "
@@ -337,6 +338,9 @@ def add_train_parser(commands) -> None:
                       "of --probes with real Neuropixels noise statistics (how the shipped models are trained)")
     deepinterpolation.add_argument("--probes", nargs="+", default=["np1"], choices=("np1", "np2", "staggered"),
                                    help="probe layouts of the synthetic recordings without --recording (default np1)")
+    deepinterpolation.add_argument("--end-rows", choices=("reflect", "zeros"), default="reflect",
+                                   help="what the network sees beyond the grid's end rows, from scratch: the rows "
+                                        "inside mirrored (default) or empty rows (the 1.0.0 models)")
     deepinterpolation.set_defaults(handler=_train_deepinterpolation)
 
     autoencoder = sub.add_parser(

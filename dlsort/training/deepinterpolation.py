@@ -75,6 +75,7 @@ def train_interpolator(
     device: str = "cpu",
     max_seconds: float | None = None,
     progress_bar: bool = True,
+    end_rows: str = "reflect",
 ) -> tuple[BlindSpotInterpolator, TrainingReport]:
     """Train (or fine-tune) a blind-spot interpolator on recordings; windows from each one's last tenth are held out.
 
@@ -94,6 +95,9 @@ def train_interpolator(
         Frames per window; must exceed twice the network's context plus blind spot.
     max_epochs, batch_size, seed, device, max_seconds, progress_bar
         As for ``dlsort.training.trainer.fit``.
+    end_rows : {"reflect", "zeros"}, default: "reflect"
+        What a network trained from scratch sees beyond the grid's end rows
+        (``BlindSpotInterpolator``); a fine-tuned network keeps its own.
 
     Returns
     -------
@@ -108,7 +112,7 @@ def train_interpolator(
         raise DlsortInputError(f"the recordings are sampled at {sorted(rates)} Hz; one model serves one rate: "
                                "resample them or train one model per rate")
     torch.manual_seed(seed)  # before the network is built: its initial weights depend on the seed only
-    network = start_from if start_from is not None else BlindSpotInterpolator()
+    network = start_from if start_from is not None else BlindSpotInterpolator(end_rows=end_rows)
     margin = network.context + network.omission + 1
     if window <= 2 * margin:
         raise DlsortInputError(f"window={window} leaves no frame with its full context (needs > {2 * margin})")
