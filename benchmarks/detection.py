@@ -3,7 +3,8 @@
 Usage (from the repository root)::
 
     PYTHONPATH=. python benchmarks/detection.py [--cases S M HN T20 NP2 U M20] [--thresholds 4 5 6] \
-        [--probabilities 0.9 0.95] [--modes candidates dense] [--models detector-generic my-model/weights.safetensors]
+        [--probabilities 0.9 0.95] [--modes candidates dense] [--candidate-thresholds 3.5 3]
+        [--models detector-generic my-model/weights.safetensors]
 
 Cases are those of ``run_benchmark.py`` (S, M, D), the probe families and sampling rate the
 shipped networks never saw (``dlsort.groundtruth.GENERALIZATION_CASES``) and the hybrid on
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--probabilities", nargs="+", type=float, default=[],
                         help="neural detection probabilities besides the model card's operating point")
     parser.add_argument("--modes", nargs="+", choices=("candidates", "dense"), default=["candidates", "dense"])
-    parser.add_argument("--candidate-threshold", type=float, default=3.5)
+    parser.add_argument("--candidate-thresholds", nargs="+", type=float, default=[3.5],
+                        help="thresholds (noise levels) from which candidates are proposed, in candidates mode")
     parser.add_argument("--models", nargs="+", default=["detector-generic"],
                         help="detection networks (catalog ids or .safetensors files)")
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / "benchmarks" / "work")
@@ -112,8 +114,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for case in args.cases:
         prepare_case(case, args.workdir)
-        neural = [dict(probability=probability, mode=mode, candidate_threshold=args.candidate_threshold)
-                  for probability in [None, *args.probabilities] for mode in args.modes]
+        # (dense mode proposes no candidates: one run, whatever the threshold)
+        neural = [dict(probability=probability, mode=mode, candidate_threshold=candidate_threshold)
+                  for probability in [None, *args.probabilities] for mode in args.modes
+                  for candidate_threshold in args.candidate_thresholds[:1 if mode == "dense" else None]]
         record = run_case(case, args.thresholds, neural, args.models, args.workdir)
         for row in record["rows"]:
             print(f"{case} {row['detector']}: recall {row['recall']:.3f}, precision {row['precision']:.3f}, "
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         ["--cases", *args.cases, "--thresholds", *[f"{t:g}" for t in args.thresholds],
          *(["--probabilities", *[f"{p:g}" for p in args.probabilities]] if args.probabilities else []),
          "--modes", *args.modes,
-         "--candidate-threshold", f"{args.candidate_threshold:g}", "--models", *args.models]))
+         "--candidate-thresholds", *[f"{t:g}" for t in args.candidate_thresholds], "--models", *args.models]))
 
 
 if __name__ == "__main__":
