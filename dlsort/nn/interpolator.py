@@ -87,8 +87,10 @@ class BlindSpotInterpolator(nn.Module):
         self.forward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
         self.backward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
         reach = spatial_kernel // 2
-        # with mirrored ends the rows are padded in forward(), the columns here, by zeros
-        padding = (0, reach) if end_rows == "reflect" else reach
+        # rows the read-out reads beyond each end: mirrored in forward(); otherwise the convolution pads them with
+        # zeros, as it always pads the columns
+        self._mirrored_rows = reach if end_rows == "reflect" else 0
+        padding = (reach - self._mirrored_rows, reach)
         self.readout = nn.Sequential(nn.Conv2d(2 * filters, filters, spatial_kernel, padding=padding),
                                      nn.ReLU(), nn.Conv2d(filters, 1, 1))
 
@@ -127,8 +129,8 @@ class BlindSpotInterpolator(nn.Module):
         features = features * mask[..., None]  # cells empty in this window carry nothing into the read-out
         # (batch * samples, features, rows, columns) in channels-last memory: the layout CPUs convolve fastest
         features = features.reshape(batch * samples, rows, columns, -1).permute(0, 3, 1, 2)
-        if self.end_rows == "reflect":
-            reach = self.readout[0].kernel_size[0] // 2
-            features = functional.pad(features, (0, 0, reach, reach), mode="reflect" if rows > reach else "replicate")
+        if self._mirrored_rows:
+            features = functional.pad(features, (0, 0, self._mirrored_rows, self._mirrored_rows),
+                                      mode="reflect" if rows > self._mirrored_rows else "replicate")
         output = self.readout(features)
         return output.reshape(batch, samples, rows * columns).mul(mask).reshape(batch, samples, rows, columns)
