@@ -49,12 +49,12 @@ def make_neural_detector(recording, noise_levels: np.ndarray, model: str | Path 
     recording : BaseRecording
         Preprocessed recording with channel locations.
     noise_levels : np.ndarray
-    model : str or Path, default: DEFAULT_DETECTOR ("detector-generic@1.0.0")
+    model : str or Path, default: DEFAULT_DETECTOR ("detector-generic@1.2.0")
         Catalog id, ``id@version`` or a ``.safetensors`` file with its card beside it.
     probability : float or None
         Probability of a spike a peak needs; None takes the card's operating point.
     mode : {"candidates", "dense"}, default: "candidates"
-    candidate_threshold : float, default: 3.5
+    candidate_threshold : float, default: 3.0
     exclude_sweep_ms, radius_um : float
     device : str, default: "cpu"
     batch_size : int, default: 4096
@@ -141,13 +141,13 @@ def detect_peaks(
         Spatial exclusion radius.
     noise_levels : np.ndarray or None
         Per-channel noise levels; estimated from random chunks when None.
-    model : str or Path, default: DEFAULT_DETECTOR ("detector-generic@1.0.0")
+    model : str or Path, default: DEFAULT_DETECTOR ("detector-generic@1.2.0")
         Detection network (``"neural"``).
     probability : float or None
         Probability a neural peak needs; None takes the model card's operating point.
     mode : {"candidates", "dense"}, default: "candidates"
         Neural detection on threshold candidates or on every sample.
-    candidate_threshold : float, default: 3.5
+    candidate_threshold : float, default: 3.0
         Multiple of the noise level at which candidates are proposed (``"candidates"`` mode).
     device : str, default: "cpu"
     batch_size : int, default: 4096

@@ -22,9 +22,17 @@ from dlsort.peak_picking import candidate_troughs, exclusion_adjacency, exclusiv
 from dlsort.waveforms import Neighbourhoods, build_neighbourhoods, cut_snippets
 from dlsort.workers import adopt_torch_in_worker
 
-DEFAULT_DETECTOR = "detector-generic@1.0.0"  # pinned: a catalog update must not change results
+# Detection on its own (``dlsort.detection.detect_peaks``, ``make_neural_detector``): the network and candidate
+# threshold that meet the detection benchmark's goals on every layout (docs/benchmarks.md, "Spike detection": recall of
+# SNR 3-5 units 0.95 on Neuropixels 1.0, within 0.05 of it on layouts and rates it was not trained on, at threshold
+# detection's precision). Pinned: a catalog update must not change results.
+DEFAULT_DETECTOR = "detector-generic@1.2.0"
+DEFAULT_CANDIDATE_THRESHOLD = 3.0
+# The sorter's pins (``dlsort.params``), chosen by the sorter benchmark: its clustering and matching find more units
+# from these peaks (docs/benchmarks.md, case tables). Also the candidates detector-generic@1.2.0 was trained to score.
+SORTER_DETECTOR = "detector-generic@1.0.0"
+SORTER_CANDIDATE_THRESHOLD = 3.5
 DETECTION_MODES = ("candidates", "dense")
-DEFAULT_CANDIDATE_THRESHOLD = 3.5
 REACH = 2  # a candidate may move this many samples (at the network's rate) to the network's best logit
 # A peak is dropped as far field when a peak this many times deeper lies beyond the exclusion radius and within
 # DEFAULT_FAR_FIELD_RADIUS_UM, from FAR_FIELD_BEFORE_MS after it to FAR_FIELD_AFTER_MS before it. Chosen by the

@@ -18,7 +18,7 @@ from gin_server import CATALOG_REPO, FakeGin
 from dlsort import containers
 from dlsort.denoising import DEFAULT_DENOISERS
 from dlsort.models import catalog, client
-from dlsort.neural_detection import DEFAULT_DETECTOR
+from dlsort.neural_detection import SORTER_DETECTOR
 from dlsort.sorter import DlsortSorter
 
 
@@ -50,7 +50,7 @@ def image():
 
 def publish_detector_copy(gin: FakeGin, model_id: str) -> dict:
     """Publish the shipped default detector's bytes as ``model_id@1.0.0``, marked for images; return its entry."""
-    shipped = catalog.find_entry(DEFAULT_DETECTOR)
+    shipped = catalog.find_entry(SORTER_DETECTOR)
     path = f"{model_id}/1.0.0/weights.safetensors"
     commit = gin.commit_files(CATALOG_REPO, {path: client.local_path(shipped).read_bytes()}, annexed=(path,))
     entry = {**shipped.record, "id": model_id, "image_default": True,
@@ -126,7 +126,7 @@ def test_when_gin_is_down_the_container_sorts_with_the_embedded_weights(image, a
         provenance = sort_and_check(accuracy_case, tmp_path, docker_image=True)
     startup = provenance["container_startup"]
     assert startup["state"] == "fallback" and f"cannot reach {registry}" in startup["reason"]
-    assert startup["models"] == {DEFAULT_DENOISERS["neural"][0]: "embedded", DEFAULT_DETECTOR: "embedded"}
+    assert startup["models"] == {DEFAULT_DENOISERS["neural"][0]: "embedded", SORTER_DETECTOR: "embedded"}
     assert {model["source"] for model in provenance["models"]} == {"embedded"}
 
 

@@ -286,7 +286,7 @@ def test_patch_noise_is_band_passed_as_the_sorter_filters_whatever_its_temporal_
 
 
 def test_training_windows_include_the_noise_troughs_candidates_mode_scores():
-    from dlsort.neural_detection import DEFAULT_CANDIDATE_THRESHOLD
+    from dlsort.neural_detection import SORTER_CANDIDATE_THRESHOLD
     from dlsort.training.detector import EXAMPLE_KINDS, detection_examples
     from dlsort.training.noise import SpatialNoise, TemporalNoise
     from dlsort.training.recordings import JITTER_STEPS, synthesize_patch
@@ -297,7 +297,7 @@ def test_training_windows_include_the_noise_troughs_candidates_mode_scores():
     patches = [synthesize_patch(np.random.default_rng(seed), locations, *noise, templates=silent) for seed in range(3)]
     examples = detection_examples(patches, 4000, DEFAULT_GEOMETRY, seed=0, window=64, margin=12)
     centre = examples.traces[:, 0, 12:-12]  # the centre channel, scored samples
-    with_trough = np.mean(centre.min(axis=1) <= -DEFAULT_CANDIDATE_THRESHOLD)
+    with_trough = np.mean(centre.min(axis=1) <= -SORTER_CANDIDATE_THRESHOLD)
     # random windows hold such a trough a few times in a hundred; the candidate windows always do
     assert with_trough >= 0.9 * EXAMPLE_KINDS["candidate"]
     assert not np.any(examples.target == 1)  # and none is a positive

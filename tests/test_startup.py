@@ -15,9 +15,9 @@ from test_models import read_only_view
 
 from dlsort.denoising import DEFAULT_DENOISERS
 from dlsort.models import catalog, startup
-from dlsort.neural_detection import DEFAULT_DETECTOR
+from dlsort.neural_detection import SORTER_DETECTOR
 
-SHIPPED_IMAGE_MODELS = {DEFAULT_DETECTOR, DEFAULT_DENOISERS["neural"][0]}
+SHIPPED_IMAGE_MODELS = {SORTER_DETECTOR, DEFAULT_DENOISERS["neural"][0]}
 
 
 @pytest.fixture
@@ -77,13 +77,13 @@ def test_a_read_only_cache_falls_back_and_names_the_fix(gin, tmp_path, status_di
 
 
 def test_a_published_catalog_that_contradicts_the_shipped_one_is_dropped(gin, tmp_path, status_dir, capsys):
-    shipped = catalog.find_entry(DEFAULT_DETECTOR).record
+    shipped = catalog.find_entry(SORTER_DETECTOR).record
     forged = {**shipped, "sha256": "0" * 64, "location": {"kind": "gin", "repo": "dlsort/models",
                                                           "commit": "0" * 40, "path": "x.safetensors"}}
     gin.commit_files("dlsort/models", {"index.json": json.dumps({"schema_version": 1, "models": [forged]}).encode()})
     status, _ = run_startup(capsys)
     assert status["state"] == "fallback" and "different checksums" in status["reason"]
-    assert catalog.find_entry(DEFAULT_DETECTOR).location["kind"] == "embedded"  # the sorter still resolves it
+    assert catalog.find_entry(SORTER_DETECTOR).location["kind"] == "embedded"  # the sorter still resolves it
 
 
 def test_pulling_can_be_turned_off(gin, status_dir, monkeypatch, capsys):

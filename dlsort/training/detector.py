@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from dlsort.detection_scores import match_spikes
-from dlsort.neural_detection import DEFAULT_CANDIDATE_THRESHOLD, detection_logits
+from dlsort.neural_detection import SORTER_CANDIDATE_THRESHOLD, detection_logits
 from dlsort.nn import NeighbourhoodDetector
 from dlsort.peak_picking import candidate_troughs, pick_peaks
 from dlsort.training.bootstrap import BootstrapTemplates
@@ -153,7 +153,7 @@ def detection_examples(patches: list[SyntheticPatch], num: int, geometry: Detect
             if pool.size:
                 spike[rows] = pool[rng.integers(pool.size, size=rows.size)]
         rows = np.flatnonzero(kinds == "candidate")
-        trough_channels, trough_samples = candidate_troughs(patch.traces, DEFAULT_CANDIDATE_THRESHOLD)
+        trough_channels, trough_samples = candidate_troughs(patch.traces, SORTER_CANDIDATE_THRESHOLD)
         if rows.size and trough_samples.size:
             chosen = rng.integers(trough_samples.size, size=rows.size)
             channel[rows] = trough_channels[chosen]
