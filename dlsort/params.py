@@ -18,11 +18,11 @@ from dlsort.errors import PEAK_SIGNS, DlsortInputError
 from dlsort.features import FEATURE_METHODS
 from dlsort.matching import MATCHING_METHODS, WHITENING_MODES
 from dlsort.neural_detection import (
-    SORTER_CANDIDATE_THRESHOLD,
-    SORTER_DETECTOR,
     DEFAULT_FAR_FIELD_RADIUS_UM,
     DEFAULT_FAR_FIELD_RATIO,
     DETECTION_MODES,
+    SORTER_CANDIDATE_THRESHOLD,
+    SORTER_DETECTOR,
     check_far_field_rule,
 )
 from dlsort.preprocessing import MOTION_PRESETS
