@@ -187,8 +187,10 @@ def test_shipped_detector_finds_low_snr_spikes_the_threshold_misses(low_snr_case
     scores = {}
     for name, kwargs in {"threshold": dict(method="threshold", detect_threshold=5.0),
                          "neural": dict(method="neural")}.items():
-        peaks, _ = detect_peaks(rec, noise_levels=noise_levels, job_kwargs=job, **kwargs)
+        peaks, models = detect_peaks(rec, noise_levels=noise_levels, job_kwargs=job, **kwargs)
         scores[name] = score_detection(peaks, gt, main_channels, rec.get_channel_locations())
+    # detection on its own runs its own pin (the sorter's is SORTER_DETECTOR)
+    assert [model["id"] for model in models] == ["detector-generic@1.2.0"]
     low = (snrs >= 3) & (snrs < 5)
     assert low.sum() >= 3
     neural_low, threshold_low = scores["neural"].recall[low].mean(), scores["threshold"].recall[low].mean()
