@@ -10,8 +10,9 @@ from conftest import saved_recording
 
 from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
+from dlsort.nn.unet import PerFrameUNet
 from dlsort.preprocessing.deepinterpolation import deepinterpolate, normalisation
-from dlsort.training.deepinterpolation import interpolator_card, train_interpolator
+from dlsort.training.deepinterpolation import interpolator_card, new_interpolator, train_interpolator
 from dlsort.training.noise import shared_data_dir
 from dlsort.training.trainer import write_model
 
@@ -119,6 +120,78 @@ def test_one_network_learns_from_recordings_of_several_geometries(trained, tmp_p
     at_20k = saved_recording(tmp_path / "20k", clean[:60_000], make_probe("np2", 16).contact_positions, 20_000.0)
     with pytest.raises(DlsortInputError, match="one model serves one rate"):
         train_interpolator([recording, at_20k], window=128)
+
+
+@pytest.fixture(scope="module")
+def trained_unet(trained, tmp_path_factory):
+    """A narrow per-frame U-Net (4 filters, 8 + 8 frames) trained on the recording of ``trained``."""
+    recording = trained[0]
+    network, report = train_interpolator(recording, start_from=PerFrameUNet(pre_frames=8, post_frames=8, filters=4),
+                                         num_windows=240, window=64, max_epochs=10, progress_bar=False)
+    card = interpolator_card(network, recording, "unet-test", "0.1.0", "test signal", report)
+    return write_model(tmp_path_factory.mktemp("unet") / "model", network, card), card
+
+
+def test_the_per_frame_unet_learns_the_same_objective_and_runs_as_a_preprocessor(trained, trained_unet):
+    recording, clean, _, (mean, std), _ = trained
+    weights, card = trained_unet
+    assert card["architecture"] == {"name": "per-frame-unet", "hyperparameters": {
+        "pre_frames": 8, "post_frames": 8, "omission": 1, "filters": 4}}
+    assert card["description"].startswith("DeepInterpolation's per-frame U-Net") and "grid" not in card
+    assert card["metrics"]["best_validation_loss"] < 0.9  # normalised units: the noise alone is 1 / (1 + 1)
+    inner = slice(1000, 50_000)
+    traces = deepinterpolate(recording, weights, mean=mean, std=std).get_traces(start_frame=inner.start,
+                                                                                end_frame=inner.stop)
+    noisy_error = np.mean((recording.get_traces(start_frame=inner.start, end_frame=inner.stop) - clean[inner]) ** 2)
+    assert np.mean((traces - clean[inner]) ** 2) < 0.5 * noisy_error
+
+
+def test_new_networks_are_the_default_sizes_and_refuse_choices_they_do_not_have():
+    unet = new_interpolator("per-frame-unet")
+    assert unet.hyperparameters == {"pre_frames": 30, "post_frames": 30, "omission": 1, "filters": 64}  # Allen's
+    assert new_interpolator().end_rows == "reflect" and new_interpolator(end_rows="zeros").end_rows == "zeros"
+    with pytest.raises(DlsortInputError, match="choice of the blind-spot interpolator"):
+        new_interpolator("per-frame-unet", end_rows="reflect")
+    with pytest.raises(DlsortInputError, match="unknown DeepInterpolation architecture 'transformer'"):
+        new_interpolator("transformer")
+
+
+def test_train_command_fine_tunes_a_unet_and_keeps_a_checkerboard_grid(trained, trained_unet, tmp_path, capsys):
+    from conftest import folder_of
+    from safetensors.torch import load_file
+
+    from dlsort.cli import main
+
+    recording = trained[0]
+    weights, card = trained_unet
+    for channels in (16, 384):  # as a converted Allen model's card says
+        write_model(tmp_path / f"checkerboard{channels}", PerFrameUNet(pre_frames=8, post_frames=8, filters=4).eval(),
+                    {**card, "id": "unet-checkerboard", "grid": "checkerboard",
+                     "geometry": {**card["geometry"], "min_channels": channels, "max_channels": channels}})
+    checkerboard = tmp_path / "checkerboard16"
+    command = ["train", "deepinterpolation", "--recording", folder_of(recording), "--windows", "40", "--epochs", "1",
+               "--quiet"]
+    for start, output in ((weights, tmp_path / "tuned"), (checkerboard / "weights.safetensors", tmp_path / "tuned2")):
+        assert main([*command, "--from", str(start), "--output", str(output)]) == 0
+        tuned = json.loads((output / "card.json").read_text())
+        assert tuned["architecture"] == card["architecture"] and "fine-tuned from" in tuned["training_data"]
+        before, after = load_file(start), load_file(output / "weights.safetensors")
+        assert any(not np.allclose(before[key], after[key]) for key in before)
+    assert tuned["grid"] == "checkerboard" and tuned["geometry"]["max_channels"] == 16
+    assert "checkerboard" in tuned["description"]
+    assert "grid" not in json.loads((tmp_path / "tuned" / "card.json").read_text())
+    capsys.readouterr()
+    for option in (["--architecture", "per-frame-unet"], ["--end-rows", "zeros"]):
+        assert main([*command, "--from", str(weights), *option, "--output", str(tmp_path / "refused")]) == 2
+        assert f"{option[0]} is a choice for training from scratch" in capsys.readouterr().err
+    assert main([*command, "--from", str(tmp_path / "checkerboard384" / "weights.safetensors"), "--output",
+                 str(tmp_path / "refused")]) == 2
+    assert "reads 384 channels on a checkerboard" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    assert main(["train", "deepinterpolation", "--recording", folder_of(recording), "--windows", "10", "--epochs",
+                 "1", "--quiet", "--architecture", "per-frame-unet", "--output", str(tmp_path / "scratch")]) == 0
+    scratch = json.loads((tmp_path / "scratch" / "card.json").read_text())["architecture"]
+    assert scratch == {"name": "per-frame-unet", "hyperparameters": new_interpolator("per-frame-unet").hyperparameters}
 
 
 @pytest.mark.skipif(not (shared_data_dir() / "ibl_np1_noise_temporal_sqrtcov_121.npy").exists(),

@@ -233,20 +233,21 @@ def _train_deepinterpolation(args: argparse.Namespace) -> int:
         training_data = f"{Path(args.recording).name}, band-passed and median-referenced as dlsort does"
     else:
         recordings, training_data = _synthetic_hybrids(args.probes, args.seed)
-    start = None
+    start, start_card = None, None
     if args.start_from is not None:
-        tensors, card, model_file = load(args.start_from, task=TASK)
-        if card["architecture"]["name"] != ARCHITECTURE:
-            raise DlsortInputError(f"{model_file.id} is a {card['architecture']['name']}; dlsort train "
-                                   f"deepinterpolation fine-tunes {ARCHITECTURE} models only")
-        start = build_network(card["architecture"], tensors)
+        tensors, start_card, model_file = load(args.start_from, task=TASK)
+        for option, value in (("--architecture", args.architecture), ("--end-rows", args.end_rows)):
+            if value is not None:
+                raise DlsortInputError(f"{option} is a choice for training from scratch; {model_file.id} keeps its "
+                                       f"own ({start_card['architecture']['name']}): leave out {option} or --from")
+        start = build_network(start_card["architecture"], tensors)
         training_data += f", fine-tuned from {model_file.id}"
     sizes = _sizes(args, TASK, start is not None)
-    network, report = train_interpolator(recordings, start_from=start, minutes=args.minutes,
+    network, report = train_interpolator(recordings, start_from=start, start_card=start_card, minutes=args.minutes,
                                          num_windows=sizes["windows"], max_epochs=sizes["epochs"], seed=args.seed,
                                          device=device, max_seconds=args.max_seconds, progress_bar=not args.quiet,
-                                         end_rows=args.end_rows)
-    card = interpolator_card(network, recordings, args.id, args.version, training_data, report)
+                                         architecture=args.architecture or ARCHITECTURE, end_rows=args.end_rows)
+    card = interpolator_card(network, recordings, args.id, args.version, training_data, report, start_card)
     weights = write_model(Path(args.output), network.cpu(), card)
     print(f"dlsort: {args.id}@{args.version} written to {weights.parent} ({report.epochs} epochs, "
           f"{report.seconds:.0f} s); held-out loss {report.best_validation_loss:.4f} (normalised units); use it with "
@@ -330,17 +331,20 @@ def add_train_parser(commands) -> None:
 
     deepinterpolation = sub.add_parser(
         "deepinterpolation",
-        help="train DeepInterpolation's blind-spot interpolator on a recording (self-supervised), from scratch or "
-             "fine-tuned --from a model",
+        help="train DeepInterpolation's blind-spot interpolator (or its per-frame U-Net) on a recording "
+             "(self-supervised), from scratch or fine-tuned --from a model",
     )
     _common_arguments(deepinterpolation, "deepinterpolation",
                       "the recording to learn from (any `dlsort sort` input); without it, synthetic hybrid recordings "
                       "of --probes with real Neuropixels noise statistics (how the shipped models are trained)")
     deepinterpolation.add_argument("--probes", nargs="+", default=["np1"], choices=("np1", "np2", "staggered"),
                                    help="probe layouts of the synthetic recordings without --recording (default np1)")
-    deepinterpolation.add_argument("--end-rows", choices=("reflect", "zeros"), default="reflect",
-                                   help="what the network sees beyond the grid's end rows, from scratch: the rows "
-                                        "inside mirrored (default) or empty rows (the 1.0.0 models)")
+    deepinterpolation.add_argument("--architecture", choices=("blind-spot-interpolator", "per-frame-unet"),
+                                   help="network to train from scratch: the blind-spot interpolator (default) or "
+                                        "DeepInterpolation's per-frame U-Net (about 200 times the multiply-adds)")
+    deepinterpolation.add_argument("--end-rows", choices=("reflect", "zeros"),
+                                   help="what the blind-spot interpolator sees beyond the grid's end rows, from "
+                                        "scratch: the rows inside mirrored (default) or empty rows (the 1.0.0 models)")
     deepinterpolation.set_defaults(handler=_train_deepinterpolation)
 
     autoencoder = sub.add_parser(

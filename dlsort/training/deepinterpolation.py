@@ -1,9 +1,10 @@
-"""Self-supervised training of the blind-spot interpolator on a recording (DeepInterpolation's objective).
+"""Self-supervised training of DeepInterpolation's networks on a recording (DeepInterpolation's objective).
 
-The network predicts every frame of a window from the frames around it and is trained to
-reproduce the window itself: the only part of a frame it can predict is what the surrounding
-frames share with it, so noise independent between frames is not learned. Windows are drawn from
-the first minutes of the recording; the last tenth of that time is held out for early stopping.
+The network (the blind-spot interpolator, or the per-frame U-Net) predicts every frame of a
+window from the frames around it and is trained to reproduce the window itself: the only part of
+a frame it can predict is what the surrounding frames share with it, so noise independent between
+frames is not learned. Windows are drawn from the first minutes of the recording; the last tenth
+of that time is held out for early stopping.
 """
 
 from __future__ import annotations
@@ -15,9 +16,46 @@ from torch import nn
 from dlsort.errors import DlsortInputError
 from dlsort.geometry import probe_family, probe_grid
 from dlsort.nn.interpolator import BlindSpotInterpolator
+from dlsort.nn.unet import PerFrameUNet
 from dlsort.training.trainer import TrainingReport, fit
 
-ARCHITECTURE = "blind-spot-interpolator"
+ARCHITECTURE = "blind-spot-interpolator"  # the default: trains and runs in a fraction of the U-Net's multiply-adds
+# what each architecture trainable here is, for its model card
+DESCRIPTIONS = {
+    "blind-spot-interpolator": "Blind-spot interpolator: each frame predicted from the frames before and after it, "
+                               "never from itself or its immediate neighbours (DeepInterpolation's objective), in "
+                               "one pass over a chunk",
+    "per-frame-unet": "DeepInterpolation's per-frame U-Net (unet_single_ephys_1024's layers, Lecoq et al. 2021): "
+                      "each frame predicted from the frames before and after it, leaving out the frame and its "
+                      "neighbours, one U-Net pass per frame",
+}
+CHECKERBOARD = "channels on DeepInterpolation's checkerboard (channel c at row c, column c % 2)"
+Interpolator = BlindSpotInterpolator | PerFrameUNet
+
+
+def new_interpolator(architecture: str = ARCHITECTURE, end_rows: str | None = None) -> Interpolator:
+    """An untrained DeepInterpolation network of the default size.
+
+    Parameters
+    ----------
+    architecture : {"blind-spot-interpolator", "per-frame-unet"}, default: "blind-spot-interpolator"
+    end_rows : {"reflect", "zeros"} or None
+        What the blind-spot interpolator sees beyond the grid's end rows (None: "reflect"). The
+        U-Net pads its grid with zeros and takes no choice.
+
+    Returns
+    -------
+    BlindSpotInterpolator or PerFrameUNet
+    """
+    if architecture == "blind-spot-interpolator":
+        return BlindSpotInterpolator(end_rows=end_rows or "reflect")
+    if architecture == "per-frame-unet":
+        if end_rows is not None:
+            raise DlsortInputError(f"end_rows={end_rows!r} is a choice of the blind-spot interpolator; the per-frame "
+                                   "U-Net pads its grid with zeros: leave end_rows out")
+        return PerFrameUNet()
+    raise DlsortInputError(f"unknown DeepInterpolation architecture {architecture!r}; choose one of "
+                           f"{sorted(DESCRIPTIONS)}")
 
 
 class CroppedMSE(nn.Module):
@@ -65,7 +103,8 @@ def _padded(arrays: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
 
 def train_interpolator(
     recordings,
-    start_from: BlindSpotInterpolator | None = None,
+    start_from: Interpolator | None = None,
+    start_card: dict | None = None,
     minutes: float = 10.0,
     num_windows: int = 1000,
     window: int = 256,
@@ -75,9 +114,10 @@ def train_interpolator(
     device: str = "cpu",
     max_seconds: float | None = None,
     progress_bar: bool = True,
-    end_rows: str = "reflect",
-) -> tuple[BlindSpotInterpolator, TrainingReport]:
-    """Train (or fine-tune) a blind-spot interpolator on recordings; windows from each one's last tenth are held out.
+    architecture: str = ARCHITECTURE,
+    end_rows: str | None = None,
+) -> tuple[Interpolator, TrainingReport]:
+    """Train (or fine-tune) a DeepInterpolation network on recordings; windows from each one's last tenth are held out.
 
     Parameters
     ----------
@@ -86,8 +126,12 @@ def train_interpolator(
         its own mean and standard deviation (``normalisation``) and gives an equal share of the
         windows; grids of different probes are padded to a common shape, the padding masked
         like empty cells, so one network learns from several geometries.
-    start_from : BlindSpotInterpolator or None
-        A trained network to fine-tune; None trains from scratch.
+    start_from : BlindSpotInterpolator or PerFrameUNet or None
+        A trained network to fine-tune (it keeps its architecture); None trains from scratch.
+    start_card : dict or None
+        The model card of ``start_from``: its ``"grid"`` says where the channels go (the probe's
+        geometry, or DeepInterpolation's checkerboard for converted Allen models). None: the
+        probe's geometry.
     minutes : float, default: 10.0
         Windows come from the first ``minutes`` of each recording.
     num_windows : int, default: 1000
@@ -95,16 +139,15 @@ def train_interpolator(
         Frames per window; must exceed twice the network's context plus blind spot.
     max_epochs, batch_size, seed, device, max_seconds, progress_bar
         As for ``dlsort.training.trainer.fit``.
-    end_rows : {"reflect", "zeros"}, default: "reflect"
-        What a network trained from scratch sees beyond the grid's end rows
-        (``BlindSpotInterpolator``); a fine-tuned network keeps its own.
+    architecture, end_rows
+        Of a network trained from scratch (``new_interpolator``); a fine-tuned network keeps its own.
 
     Returns
     -------
-    network : BlindSpotInterpolator
+    network : BlindSpotInterpolator or PerFrameUNet
     report : TrainingReport
     """
-    from dlsort.preprocessing.deepinterpolation import normalisation
+    from dlsort.preprocessing.deepinterpolation import model_grid, normalisation
 
     recordings = list(recordings) if isinstance(recordings, list | tuple) else [recordings]
     rates = {recording.sampling_frequency for recording in recordings}
@@ -112,13 +155,13 @@ def train_interpolator(
         raise DlsortInputError(f"the recordings are sampled at {sorted(rates)} Hz; one model serves one rate: "
                                "resample them or train one model per rate")
     torch.manual_seed(seed)  # before the network is built: its initial weights depend on the seed only
-    network = start_from if start_from is not None else BlindSpotInterpolator(end_rows=end_rows)
+    network = start_from if start_from is not None else new_interpolator(architecture, end_rows)
     margin = network.context + network.omission + 1
     if window <= 2 * margin:
         raise DlsortInputError(f"window={window} leaves no frame with its full context (needs > {2 * margin})")
     parts = {"train": ([], []), "held_out": ([], [])}
     for index, recording in enumerate(recordings):
-        grid = probe_grid(recording.get_channel_locations())
+        grid = model_grid(start_card, recording) if start_card else probe_grid(recording.get_channel_locations())
         count = max(2, num_windows // len(recordings))
         windows = training_windows(recording, grid, *normalisation(recording, seed=seed), count, window, minutes,
                                    seed + index)
@@ -136,23 +179,28 @@ def train_interpolator(
     return network, report
 
 
-def interpolator_card(network: BlindSpotInterpolator, recordings, model_id: str, version: str, training_data: str,
-                      report: TrainingReport) -> dict:
-    """The model card of an interpolator trained on ``recordings`` (one or a list; schema: ``catalog.schema.json``)."""
+def interpolator_card(network: Interpolator, recordings, model_id: str, version: str, training_data: str,
+                      report: TrainingReport, start_card: dict | None = None) -> dict:
+    """The model card of an interpolator trained on ``recordings`` (one or a list; schema: ``catalog.schema.json``).
+
+    A network fine-tuned from a checkerboard model (``start_card``) keeps its grid and channel count.
+    """
     recordings = list(recordings) if isinstance(recordings, list | tuple) else [recordings]
     fs = recordings[0].sampling_frequency
     families = sorted({probe_family(recording.get_channel_locations()) for recording in recordings})
     context_ms = 1000.0 * (network.context + network.omission) / fs
-    return {
+    name = "per-frame-unet" if isinstance(network, PerFrameUNet) else "blind-spot-interpolator"
+    hyperparameters = {key: list(value) if isinstance(value, tuple) else value
+                       for key, value in network.hyperparameters.items()}
+    checkerboard = start_card is not None and start_card.get("grid", "geometry") == "checkerboard"
+    card = {
         "id": model_id,
         "task": "deepinterpolation",
         "version": version,
-        "description": "Blind-spot interpolator: each frame predicted from the frames before and after it, never "
-                       "from itself or its immediate neighbours (DeepInterpolation's objective), on the probe grid; "
-                       "inputs normalised by the recording's mean and standard deviation.",
-        "architecture": {"name": ARCHITECTURE, "hyperparameters": {**network.hyperparameters,
-                                                                   "dilations": list(network.hyperparameters[
-                                                                       "dilations"])}},
+        "description": f"{DESCRIPTIONS[name]}; "
+                       f"{CHECKERBOARD if checkerboard else 'on the probe grid'}, inputs normalised by the "
+                       "recording's mean and standard deviation.",
+        "architecture": {"name": name, "hyperparameters": hyperparameters},
         "sampling_frequency_hz": fs,
         "window_ms": {"before": round(context_ms, 4), "after": round(context_ms, 4)},
         "geometry": {"probe_families": families},
@@ -161,3 +209,8 @@ def interpolator_card(network: BlindSpotInterpolator, recordings, model_id: str,
                     "best_epoch": report.best_epoch, "training_seconds": round(report.seconds, 1)},
         "licence": "MIT",
     }
+    if checkerboard:
+        card["grid"] = "checkerboard"
+        card["geometry"].update({key: start_card["geometry"][key] for key in ("min_channels", "max_channels")
+                                 if key in start_card["geometry"]})
+    return card
