@@ -20,8 +20,8 @@ Each method filters the whole recording; the scores use the second half (DeepInt
 trained, self-supervised, on the first half of the same recording, as a user would run
 ``dlsort train deepinterpolation`` on theirs; on the snippet, whose halves share their noise, the
 model of ``NP 5 uV`` is applied instead), unless ``--no-self-training``; every model of ``--models`` (the
-shipped ones, for example) is applied to every case as well. Results go to
-``<workdir>/deepinterpolation/<NAME>.json`` (``--results``, default ``results``); the report merges
+shipped ones, for example; a model file is named by its card's id@version) is applied to every case as
+well. Results go to ``<workdir>/deepinterpolation/<NAME>.json`` (``--results``, default ``results``); the report merges
 every such file case by case, so a later run can add models to an earlier one's table. Scores: noise
 reduction = 10 log10 of the mean squared error to the clean signal before over after; amplitude kept
 = the filtered value at each clean spike's peak (main channel) over the clean peak, summed over
@@ -128,6 +128,15 @@ def scores(filtered: np.ndarray, noisy: np.ndarray, clean: np.ndarray, frames: n
             "waveform_correlation": float(np.mean(correlation)), "spikes": int(len(frames))}
 
 
+def model_label(model: str) -> str:
+    """How a ``--models`` entry is named in the tables: a catalog id as given, a model file by its card's id@version."""
+    card = Path(model).parent / "card.json"
+    if Path(model).is_file() and card.is_file():
+        card = json.loads(card.read_text())
+        return f"{card['id']}@{card['version']}"
+    return model
+
+
 def deepinterpolated(recording, training_part, model_path: Path | None, folder: Path) -> tuple[np.ndarray, dict]:
     """``recording`` through DeepInterpolation, trained on ``training_part`` unless ``model_path`` is given."""
     from dlsort.preprocessing.deepinterpolation import deepinterpolate
@@ -213,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     probe = make_probe("np1", 64)
     quiet = hybrid_recording(probe, 40, args.seconds, 5.0, seed=7)
-    models = {model: model for model in args.models}
+    models = {model_label(model): model for model in args.models}
     record, base_model = evaluate_case("NP 5 uV", quiet, folder / "np5", models, args.self_training)
     records = [record]
     if base_model is not None:

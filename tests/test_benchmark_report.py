@@ -147,3 +147,14 @@ def test_deepinterpolation_goal_compares_the_best_rows_that_keep_the_amplitude()
     del methods["DeepInterpolation, b"]
     assert deepinterpolation_goal({"methods": methods}).endswith("**not met**: no DeepInterpolation row keeps that "
                                                                  "much.")
+
+
+def test_the_denoising_benchmark_names_a_model_file_by_its_card(tmp_path):
+    import json
+
+    from deepinterpolation_quality import model_label
+
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    (tmp_path / "card.json").write_text(json.dumps({"id": "deepinterpolation-unet-np1", "version": "0.1.0"}))
+    assert model_label(str(tmp_path / "weights.safetensors")) == "deepinterpolation-unet-np1@0.1.0"
+    assert model_label("deepinterpolation-np1@1.1.0") == "deepinterpolation-np1@1.1.0"  # catalog ids stay as given
