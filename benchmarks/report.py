@@ -427,7 +427,9 @@ def deepinterpolation_section(records: list[dict]) -> list[str]:
         "recording and is scored on its second half against the clean spikes (the module docstring of "
         "`benchmarks/deepinterpolation_quality.py` defines the scores). DeepInterpolation is the blind-spot "
         "interpolator trained self-supervised on the first half of the same recording (as `dlsort train "
-        "deepinterpolation` does), or a model applied unchanged: the first case's, or a shipped one. Each "
+        "deepinterpolation` does), or a model applied unchanged: the first case's, a shipped one, or the per-frame "
+        "U-Net trained with the Neuropixels 1.0 recipe (`deepinterpolation-unet-np1`, notes of the twenty-third "
+        "session). Each "
         "DeepInterpolation output is also scored after a 6-kHz Gaussian low-pass (\"then Gaussian 6 kHz\"), which "
         "removes part of the noise the network reproduces because it is correlated across the blind spot.",
         "",

@@ -118,18 +118,3 @@ def test_a_checkerboard_model_refuses_another_channel_count(tmp_path):
                          geometry={"probe_families": ["neuropixels-1.0"], "min_channels": 384, "max_channels": 384})
     with pytest.raises(DlsortInputError, match="reads 384 channels on a checkerboard .* the recording has 16"):
         deepinterpolate(recording, weights, mean=0.0, std=1.0)
-
-
-def test_the_train_command_refuses_to_fine_tune_a_unet(tmp_path, capsys):
-    from conftest import folder_of
-
-    from dlsort.cli import main
-
-    locations = make_probe("staggered", 16).contact_positions
-    traces = np.random.default_rng(0).normal(size=(30_000, 16)).astype("float32")
-    recording = saved_recording(tmp_path / "recording", traces, locations)
-    weights = write_unet(tmp_path / "model", tiny_unet(), grid="geometry")
-    assert main(["train", "deepinterpolation", "--recording", folder_of(recording), "--from", str(weights),
-                 "--output", str(tmp_path / "tuned"), "--quiet"]) == 2
-    assert "fine-tunes blind-spot-interpolator models only" in capsys.readouterr().err
-    assert not (tmp_path / "tuned" / "weights.safetensors").exists()

@@ -341,7 +341,7 @@ def add_train_parser(commands) -> None:
                                    help="probe layouts of the synthetic recordings without --recording (default np1)")
     deepinterpolation.add_argument("--architecture", choices=("blind-spot-interpolator", "per-frame-unet"),
                                    help="network to train from scratch: the blind-spot interpolator (default) or "
-                                        "DeepInterpolation's per-frame U-Net (about 200 times the multiply-adds)")
+                                        "DeepInterpolation's per-frame U-Net (over 200 times the multiply-adds)")
     deepinterpolation.add_argument("--end-rows", choices=("reflect", "zeros"),
                                    help="what the blind-spot interpolator sees beyond the grid's end rows, from "
                                         "scratch: the rows inside mirrored (default) or empty rows (the 1.0.0 models)")
