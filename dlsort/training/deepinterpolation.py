@@ -16,6 +16,7 @@ from torch import nn
 from dlsort.errors import DlsortInputError
 from dlsort.geometry import probe_family, probe_grid
 from dlsort.nn.interpolator import BlindSpotInterpolator
+from dlsort.nn.registry import ARCHITECTURES
 from dlsort.nn.unet import PerFrameUNet
 from dlsort.training.trainer import TrainingReport, fit
 
@@ -189,7 +190,7 @@ def interpolator_card(network: Interpolator, recordings, model_id: str, version:
     fs = recordings[0].sampling_frequency
     families = sorted({probe_family(recording.get_channel_locations()) for recording in recordings})
     context_ms = 1000.0 * (network.context + network.omission) / fs
-    name = "per-frame-unet" if isinstance(network, PerFrameUNet) else "blind-spot-interpolator"
+    name = next(name for name, kind in ARCHITECTURES.items() if isinstance(network, kind))
     hyperparameters = {key: list(value) if isinstance(value, tuple) else value
                        for key, value in network.hyperparameters.items()}
     checkerboard = start_card is not None and start_card.get("grid", "geometry") == "checkerboard"
