@@ -5,12 +5,13 @@ Usage (from the repository root)::
     PYTHONPATH=. python benchmarks/deepinterpolation.py [--seconds 10] [--threads 2]
 
 For a 32-channel staggered probe and a 384-channel Neuropixels 1.0 probe (generated recordings,
-saved first), builds ``deepinterpolate`` with an untrained blind-spot interpolator of the default
-size (speed does not depend on the weights) and times ``get_traces`` over ``--seconds`` of the
-recording in 1-s chunks, on ``--threads`` torch threads, after one warm-up chunk. Prints the
-multiply-adds per output sample (per channel and frame) next to DeepInterpolation's per-frame
-U-Net (``PerFrameUNet``, 318.6 M per 384-channel frame, counted from its layers), and the
-real-time factor (recording seconds per wall second). Run it with nothing else on the machine.
+saved first), builds ``deepinterpolate`` with an untrained blind-spot interpolator of the size
+``dlsort train deepinterpolation`` trains (``new_interpolator``; speed does not depend on the
+weights) and times ``get_traces`` over ``--seconds`` of the recording in 1-s chunks, on
+``--threads`` torch threads, after one warm-up chunk. Prints the multiply-adds per output sample
+(per channel and frame) next to DeepInterpolation's per-frame U-Net (``PerFrameUNet``, 318.6 M per
+384-channel frame, counted from its layers), and the real-time factor (recording seconds per wall
+second). Run it with nothing else on the machine.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from dlsort.geometry import probe_grid
     from dlsort.groundtruth import GroundTruthCase, generate_case
-    from dlsort.nn import BlindSpotInterpolator, PerFrameUNet
+    from dlsort.nn import PerFrameUNet
     from dlsort.preprocessing import deepinterpolate
-    from dlsort.training.deepinterpolation import interpolator_card
+    from dlsort.training.deepinterpolation import interpolator_card, new_interpolator
     from dlsort.training.trainer import TrainingReport, write_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    network, unet = BlindSpotInterpolator(), PerFrameUNet().eval()
+    network, unet = new_interpolator(), PerFrameUNet().eval()
     unet_per_sample = PerFrameUNet().multiply_adds_per_frame(UNET_CHANNELS, 2) / UNET_CHANNELS
     print(f"blind-spot interpolator {network.hyperparameters}: {multiply_adds(network)} multiply-adds per grid cell "
           "and frame (the temporal stacks skip empty cells)")

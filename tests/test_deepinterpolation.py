@@ -66,6 +66,18 @@ def test_no_output_frame_sees_itself_or_its_neighbours(end_rows, row):
     assert traces.grad[0, t - 3].abs().sum(dim=0).count_nonzero() > 1  # and the neighbouring channels
 
 
+@pytest.mark.parametrize("readout_layers", [1, 3])
+def test_each_readout_layer_reaches_one_row_further_and_keeps_the_blind_spot(readout_layers):
+    torch.manual_seed(0)
+    network = BlindSpotInterpolator(readout_layers=readout_layers, end_rows="reflect")
+    traces = torch.randn(1, 100, 12, 2, requires_grad=True)
+    t, row = 50, 6
+    network(traces, torch.ones(12, 2))[0, t, row, 0].backward()
+    rows = torch.nonzero(traces.grad[0].abs().sum(dim=(0, 2)) > 0).flatten()
+    assert rows.tolist() == list(range(row - readout_layers, row + readout_layers + 1))
+    assert not traces.grad[0, t - 1:t + 2].any()
+
+
 def test_empty_cells_neither_feed_nor_receive_predictions():
     torch.manual_seed(0)
     network = BlindSpotInterpolator()

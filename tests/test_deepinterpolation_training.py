@@ -12,7 +12,7 @@ from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
 from dlsort.nn.unet import PerFrameUNet
 from dlsort.preprocessing.deepinterpolation import deepinterpolate, normalisation
-from dlsort.training.deepinterpolation import interpolator_card, new_interpolator, train_interpolator
+from dlsort.training.deepinterpolation import READOUT_LAYERS, interpolator_card, new_interpolator, train_interpolator
 from dlsort.training.noise import shared_data_dir
 from dlsort.training.trainer import write_model
 
@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
     clean, noisy = smooth_signal_plus_white_noise(int(20 * FS), 16)
     recording = saved_recording(folder / "recording", noisy, locations, FS)
     mean, std = normalisation(recording)
-    network, report = train_interpolator(recording, num_windows=240, window=128, max_epochs=10, progress_bar=False)
+    network, report = train_interpolator(recording, num_windows=240, window=128, max_epochs=30, progress_bar=False)
     card = interpolator_card(network, recording, "interp-test", "0.1.0", "test signal", report)
     weights = write_model(folder / "model", network, card)
     return recording, clean, weights, (mean, std), report
@@ -94,10 +94,11 @@ def test_train_command_writes_a_model_the_preprocessor_loads(trained, tmp_path, 
     recording, _, _, _, _ = trained
     output = tmp_path / "model"
     assert main(["train", "deepinterpolation", "--recording", folder_of(recording), "--output", str(output),
-                 "--windows", "40", "--epochs", "2", "--quiet", "--id", "interp-cli"]) == 0
+                 "--windows", "40", "--epochs", "2", "--quiet", "--id", "interp-cli", "--readout-layers", "2"]) == 0
     assert "interp-cli@0.1.0 written to" in capsys.readouterr().out
     card = json.loads((output / "card.json").read_text())
     assert card["task"] == "deepinterpolation" and card["metrics"]["epochs"] == 2
+    assert card["architecture"]["hyperparameters"]["readout_layers"] == 2
     assert card["geometry"]["probe_families"] == ["neuropixels-2.0"]
     denoised = deepinterpolate(recording, output / "weights.safetensors")
     assert np.isfinite(denoised.get_traces(start_frame=0, end_frame=500)).all()
@@ -150,8 +151,13 @@ def test_new_networks_are_the_default_sizes_and_refuse_choices_they_do_not_have(
     unet = new_interpolator("per-frame-unet")
     assert unet.hyperparameters == {"pre_frames": 30, "post_frames": 30, "omission": 1, "filters": 64}  # Allen's
     assert new_interpolator().end_rows == "reflect" and new_interpolator(end_rows="zeros").end_rows == "zeros"
-    with pytest.raises(DlsortInputError, match="choice of the blind-spot interpolator"):
-        new_interpolator("per-frame-unet", end_rows="reflect")
+    assert new_interpolator().hyperparameters["readout_layers"] == READOUT_LAYERS
+    assert new_interpolator(readout_layers=1).hyperparameters["readout_layers"] == 1
+    for choice in ({"end_rows": "reflect"}, {"readout_layers": 2}):
+        with pytest.raises(DlsortInputError, match=f"{next(iter(choice))}=.* is a choice of the blind-spot"):
+            new_interpolator("per-frame-unet", **choice)
+    with pytest.raises(DlsortInputError, match="readout_layers >= 1; got .*, 0"):
+        new_interpolator(readout_layers=0)
     with pytest.raises(DlsortInputError, match="unknown DeepInterpolation architecture 'transformer'"):
         new_interpolator("transformer")
 
@@ -181,7 +187,7 @@ def test_train_command_fine_tunes_a_unet_and_keeps_a_checkerboard_grid(trained, 
     assert "checkerboard" in tuned["description"]
     assert "grid" not in json.loads((tmp_path / "tuned" / "card.json").read_text())
     capsys.readouterr()
-    for option in (["--architecture", "per-frame-unet"], ["--end-rows", "zeros"]):
+    for option in (["--architecture", "per-frame-unet"], ["--end-rows", "zeros"], ["--readout-layers", "2"]):
         assert main([*command, "--from", str(weights), *option, "--output", str(tmp_path / "refused")]) == 2
         assert f"{option[0]} is a choice for training from scratch" in capsys.readouterr().err
     assert main([*command, "--from", str(tmp_path / "checkerboard384" / "weights.safetensors"), "--output",
@@ -237,4 +243,4 @@ def test_preprocess_writes_the_interpolated_traces_once_to_a_scratch_folder(trai
                         job_kwargs=dict(n_jobs=1, progress_bar=False))
     assert isinstance(cached, BinaryFolderRecording) and (tmp_path / "deepinterpolated").is_dir()
     np.testing.assert_allclose(cached.get_traces(start_frame=5000, end_frame=9000),
-                               lazy.get_traces(start_frame=5000, end_frame=9000), atol=1e-4)
+                               lazy.get_traces(start_frame=5000, end_frame=9000), rtol=1e-4, atol=1e-4)

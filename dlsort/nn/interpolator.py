@@ -63,6 +63,9 @@ class BlindSpotInterpolator(nn.Module):
     temporal_kernel : int, default: 3
     spatial_kernel : int, default: 3
         Odd size of the convolutions over grid rows and columns.
+    readout_layers : int, default: 1
+        Convolutions over the grid in the read-out (``filters`` features each, ReLU after each):
+        each reaches ``spatial_kernel // 2`` rows and columns further across the probe.
     omission : int, default: 1
         Frames left out on each side of the predicted one (DeepInterpolation's ``pre_post_omission``).
     end_rows : {"zeros", "reflect"}, default: "zeros"
@@ -72,27 +75,32 @@ class BlindSpotInterpolator(nn.Module):
     """
 
     def __init__(self, filters: int = 8, dilations: tuple[int, ...] = (1, 2, 4, 8), temporal_kernel: int = 3,
-                 spatial_kernel: int = 3, omission: int = 1, end_rows: str = "zeros"):
+                 spatial_kernel: int = 3, omission: int = 1, end_rows: str = "zeros", readout_layers: int = 1):
         super().__init__()
-        if spatial_kernel % 2 == 0 or temporal_kernel < 1 or omission < 0 or not dilations:
-            raise ValueError(f"need an odd spatial_kernel, temporal_kernel >= 1, omission >= 0 and at least one "
-                             f"dilation; got {spatial_kernel}, {temporal_kernel}, {omission}, {dilations}")
+        if spatial_kernel % 2 == 0 or temporal_kernel < 1 or omission < 0 or not dilations or readout_layers < 1:
+            raise ValueError(f"need an odd spatial_kernel, temporal_kernel >= 1, omission >= 0, at least one "
+                             f"dilation and readout_layers >= 1; got {spatial_kernel}, {temporal_kernel}, {omission}, "
+                             f"{dilations}, {readout_layers}")
         if end_rows not in ("zeros", "reflect"):
             raise ValueError(f"end_rows must be 'zeros' or 'reflect', got {end_rows!r}")
         self.hyperparameters = dict(filters=filters, dilations=tuple(dilations), temporal_kernel=temporal_kernel,
-                                    spatial_kernel=spatial_kernel, omission=omission, end_rows=end_rows)
+                                    spatial_kernel=spatial_kernel, omission=omission, end_rows=end_rows,
+                                    readout_layers=readout_layers)
         self.omission = omission
         self.context = 1 + (temporal_kernel - 1) * sum(dilations)
         self.end_rows = end_rows
         self.forward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
         self.backward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
         reach = spatial_kernel // 2
-        # rows the read-out reads beyond each end: mirrored in forward(); otherwise the convolution pads them with
-        # zeros, as it always pads the columns
+        # rows each grid convolution reads beyond each end: mirrored in forward(); otherwise the convolution pads them
+        # with zeros, as it always pads the columns
         self._mirrored_rows = reach if end_rows == "reflect" else 0
         padding = (reach - self._mirrored_rows, reach)
-        self.readout = nn.Sequential(nn.Conv2d(2 * filters, filters, spatial_kernel, padding=padding),
-                                     nn.ReLU(), nn.Conv2d(filters, 1, 1))
+        grid_layers = []
+        for index in range(readout_layers):
+            grid_layers += [nn.Conv2d(2 * filters if index == 0 else filters, filters, spatial_kernel, padding=padding),
+                            nn.ReLU()]
+        self.readout = nn.Sequential(*grid_layers, nn.Conv2d(filters, 1, 1))
 
     def _shifted_past(self, stack: _CausalStack, x: torch.Tensor) -> torch.Tensor:
         """``stack`` output at t moved to ``t + omission + 1``: frame t then saw only frames before ``t - omission``."""
@@ -129,8 +137,10 @@ class BlindSpotInterpolator(nn.Module):
         features = features * mask[..., None]  # cells empty in this window carry nothing into the read-out
         # (batch * samples, features, rows, columns) in channels-last memory: the layout CPUs convolve fastest
         features = features.reshape(batch * samples, rows, columns, -1).permute(0, 3, 1, 2)
-        if self._mirrored_rows:
-            features = functional.pad(features, (0, 0, self._mirrored_rows, self._mirrored_rows),
-                                      mode="reflect" if rows > self._mirrored_rows else "replicate")
-        output = self.readout(features)
+        for layer in self.readout:
+            if self._mirrored_rows and isinstance(layer, nn.Conv2d) and layer.kernel_size[0] > 1:
+                features = functional.pad(features, (0, 0, self._mirrored_rows, self._mirrored_rows),
+                                          mode="reflect" if rows > self._mirrored_rows else "replicate")
+            features = layer(features)
+        output = features
         return output.reshape(batch, samples, rows * columns).mul(mask).reshape(batch, samples, rows, columns)

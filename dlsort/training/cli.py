@@ -236,7 +236,8 @@ def _train_deepinterpolation(args: argparse.Namespace) -> int:
     start, start_card = None, None
     if args.start_from is not None:
         tensors, start_card, model_file = load(args.start_from, task=TASK)
-        for option, value in (("--architecture", args.architecture), ("--end-rows", args.end_rows)):
+        for option, value in (("--architecture", args.architecture), ("--end-rows", args.end_rows),
+                              ("--readout-layers", args.readout_layers)):
             if value is not None:
                 raise DlsortInputError(f"{option} is a choice for training from scratch; {model_file.id} keeps its "
                                        f"own ({start_card['architecture']['name']}): leave out {option} or --from")
@@ -246,7 +247,8 @@ def _train_deepinterpolation(args: argparse.Namespace) -> int:
     network, report = train_interpolator(recordings, start_from=start, start_card=start_card, minutes=args.minutes,
                                          num_windows=sizes["windows"], max_epochs=sizes["epochs"], seed=args.seed,
                                          device=device, max_seconds=args.max_seconds, progress_bar=not args.quiet,
-                                         architecture=args.architecture or ARCHITECTURE, end_rows=args.end_rows)
+                                         architecture=args.architecture or ARCHITECTURE, end_rows=args.end_rows,
+                                         readout_layers=args.readout_layers)
     card = interpolator_card(network, recordings, args.id, args.version, training_data, report, start_card)
     weights = write_model(Path(args.output), network.cpu(), card)
     print(f"dlsort: {args.id}@{args.version} written to {weights.parent} ({report.epochs} epochs, "
@@ -345,6 +347,9 @@ def add_train_parser(commands) -> None:
     deepinterpolation.add_argument("--end-rows", choices=("reflect", "zeros"),
                                    help="what the blind-spot interpolator sees beyond the grid's end rows, from "
                                         "scratch: the rows inside mirrored (default) or empty rows (the 1.0.0 models)")
+    deepinterpolation.add_argument("--readout-layers", type=int,
+                                   help="grid convolutions in the blind-spot interpolator's read-out, from scratch "
+                                        "(default 3; the 1.x models have 1): each reaches one row further")
     deepinterpolation.set_defaults(handler=_train_deepinterpolation)
 
     autoencoder = sub.add_parser(

@@ -30,30 +30,41 @@ DESCRIPTIONS = {
                       "each frame predicted from the frames before and after it, leaving out the frame and its "
                       "neighbours, one U-Net pass per frame",
 }
+# grid convolutions in a new blind-spot interpolator's read-out: three reach three rows across the probe, where one
+# (the 1.x models) reaches one; measured in docs/benchmarks.md, "A deeper read-out for the blind-spot network"
+READOUT_LAYERS = 3
 CHECKERBOARD = "channels on DeepInterpolation's checkerboard (channel c at row c, column c % 2)"
 Interpolator = BlindSpotInterpolator | PerFrameUNet
 
 
-def new_interpolator(architecture: str = ARCHITECTURE, end_rows: str | None = None) -> Interpolator:
+def new_interpolator(architecture: str = ARCHITECTURE, end_rows: str | None = None,
+                     readout_layers: int | None = None) -> Interpolator:
     """An untrained DeepInterpolation network of the default size.
 
     Parameters
     ----------
     architecture : {"blind-spot-interpolator", "per-frame-unet"}, default: "blind-spot-interpolator"
     end_rows : {"reflect", "zeros"} or None
-        What the blind-spot interpolator sees beyond the grid's end rows (None: "reflect"). The
-        U-Net pads its grid with zeros and takes no choice.
+        What the blind-spot interpolator sees beyond the grid's end rows (None: "reflect").
+    readout_layers : int or None
+        Grid convolutions in the blind-spot interpolator's read-out (None: ``READOUT_LAYERS``).
+        The U-Net takes neither choice: it pads its grid with zeros and has its own layers.
 
     Returns
     -------
     BlindSpotInterpolator or PerFrameUNet
     """
     if architecture == "blind-spot-interpolator":
-        return BlindSpotInterpolator(end_rows=end_rows or "reflect")
+        try:
+            return BlindSpotInterpolator(end_rows=end_rows or "reflect",
+                                         readout_layers=READOUT_LAYERS if readout_layers is None else readout_layers)
+        except ValueError as error:
+            raise DlsortInputError(f"cannot build the blind-spot interpolator: {error}") from error
     if architecture == "per-frame-unet":
-        if end_rows is not None:
-            raise DlsortInputError(f"end_rows={end_rows!r} is a choice of the blind-spot interpolator; the per-frame "
-                                   "U-Net pads its grid with zeros: leave end_rows out")
+        for name, value in (("end_rows", end_rows), ("readout_layers", readout_layers)):
+            if value is not None:
+                raise DlsortInputError(f"{name}={value!r} is a choice of the blind-spot interpolator; the per-frame "
+                                       f"U-Net has its own grid padding and layers: leave {name} out")
         return PerFrameUNet()
     raise DlsortInputError(f"unknown DeepInterpolation architecture {architecture!r}; choose one of "
                            f"{sorted(DESCRIPTIONS)}")
@@ -117,6 +128,7 @@ def train_interpolator(
     progress_bar: bool = True,
     architecture: str = ARCHITECTURE,
     end_rows: str | None = None,
+    readout_layers: int | None = None,
 ) -> tuple[Interpolator, TrainingReport]:
     """Train (or fine-tune) a DeepInterpolation network on recordings; windows from each one's last tenth are held out.
 
@@ -140,7 +152,7 @@ def train_interpolator(
         Frames per window; must exceed twice the network's context plus blind spot.
     max_epochs, batch_size, seed, device, max_seconds, progress_bar
         As for ``dlsort.training.trainer.fit``.
-    architecture, end_rows
+    architecture, end_rows, readout_layers
         Of a network trained from scratch (``new_interpolator``); a fine-tuned network keeps its own.
 
     Returns
@@ -156,7 +168,7 @@ def train_interpolator(
         raise DlsortInputError(f"the recordings are sampled at {sorted(rates)} Hz; one model serves one rate: "
                                "resample them or train one model per rate")
     torch.manual_seed(seed)  # before the network is built: its initial weights depend on the seed only
-    network = start_from if start_from is not None else new_interpolator(architecture, end_rows)
+    network = start_from if start_from is not None else new_interpolator(architecture, end_rows, readout_layers)
     margin = network.context + network.omission + 1
     if window <= 2 * margin:
         raise DlsortInputError(f"window={window} leaves no frame with its full context (needs > {2 * margin})")
