@@ -8,8 +8,8 @@ frames predict (the signal). The original runs a U-Net once per output frame. He
 dilated causal 1-D convolutions run over time on every cell of the probe grid (cells folded into
 the batch, which CPUs run fast), one forward in time and one backward; each is shifted so that its
 output at t has seen only frames up to ``t - omission - 1`` (or from ``t + omission + 1``), and a
-read-out convolves both over the grid at each frame, so neighbouring channels inform each other.
-The blind spot holds by construction, for every frame at once.
+read-out convolves both over the grid at each frame, in one or more layers, so neighbouring channels
+inform each other. The blind spot holds by construction, for every frame at once.
 
 At the ends of the grid's rows (the ends of a shank, or of the stretch of it that was recorded) the
 read-out sees either empty rows (``end_rows="zeros"``, the first shipped models) or the rows inside
@@ -63,15 +63,16 @@ class BlindSpotInterpolator(nn.Module):
     temporal_kernel : int, default: 3
     spatial_kernel : int, default: 3
         Odd size of the convolutions over grid rows and columns.
-    readout_layers : int, default: 1
-        Convolutions over the grid in the read-out (``filters`` features each, ReLU after each):
-        each reaches ``spatial_kernel // 2`` rows and columns further across the probe.
     omission : int, default: 1
         Frames left out on each side of the predicted one (DeepInterpolation's ``pre_post_omission``).
     end_rows : {"zeros", "reflect"}, default: "zeros"
         What the read-out sees beyond the first and last row of the grid: empty rows, or the rows
         inside mirrored (row -1 is row 1; a grid of one row is repeated). Columns always end in empty
         cells. "zeros" is the default of the cards that predate this parameter.
+    readout_layers : int, default: 1
+        Convolutions over the grid in the read-out (``filters`` features each, ReLU after each):
+        each reaches ``spatial_kernel // 2`` rows and columns further across the probe. 1 is
+        the default of the cards that predate this parameter.
     """
 
     def __init__(self, filters: int = 8, dilations: tuple[int, ...] = (1, 2, 4, 8), temporal_kernel: int = 3,
@@ -142,5 +143,4 @@ class BlindSpotInterpolator(nn.Module):
                 features = functional.pad(features, (0, 0, self._mirrored_rows, self._mirrored_rows),
                                           mode="reflect" if rows > self._mirrored_rows else "replicate")
             features = layer(features)
-        output = features
-        return output.reshape(batch, samples, rows * columns).mul(mask).reshape(batch, samples, rows, columns)
+        return features.reshape(batch, samples, rows * columns).mul(mask).reshape(batch, samples, rows, columns)

@@ -349,7 +349,8 @@ def add_train_parser(commands) -> None:
                                         "scratch: the rows inside mirrored (default) or empty rows (the 1.0.0 models)")
     deepinterpolation.add_argument("--readout-layers", type=int,
                                    help="grid convolutions in the blind-spot interpolator's read-out, from scratch "
-                                        "(default 3; the 1.x models have 1): each reaches one row further")
+                                        "(default 1, as the shipped models): each reaches one row further; 3 removed "
+                                        "more noise on whole probes, less on 10-channel grids (docs/benchmarks.md)")
     deepinterpolation.set_defaults(handler=_train_deepinterpolation)
 
     autoencoder = sub.add_parser(

@@ -30,9 +30,10 @@ DESCRIPTIONS = {
                       "each frame predicted from the frames before and after it, leaving out the frame and its "
                       "neighbours, one U-Net pass per frame",
 }
-# grid convolutions in a new blind-spot interpolator's read-out: three reach three rows across the probe, where one
-# (the 1.x models) reaches one; measured in docs/benchmarks.md, "A deeper read-out for the blind-spot network"
-READOUT_LAYERS = 3
+# grid convolutions in a new blind-spot interpolator's read-out, as in the shipped models. Three removed more noise on
+# whole 64-channel grids but kept far less spike amplitude on 10-channel ones (docs/benchmarks.md, "A deeper read-out
+# for the blind-spot interpolator"), so they are a choice (--readout-layers), not the default.
+READOUT_LAYERS = 1
 CHECKERBOARD = "channels on DeepInterpolation's checkerboard (channel c at row c, column c % 2)"
 Interpolator = BlindSpotInterpolator | PerFrameUNet
 
