@@ -2,16 +2,17 @@
 
 Usage (from the repository root)::
 
-    PYTHONPATH=. python benchmarks/deepinterpolation.py [--seconds 10] [--threads 2]
+    PYTHONPATH=. python benchmarks/deepinterpolation.py [--seconds 10] [--threads 2] [--readout-layers N]
 
 For a 32-channel staggered probe and a 384-channel Neuropixels 1.0 probe (generated recordings,
 saved first), builds ``deepinterpolate`` with an untrained blind-spot interpolator of the size
-``dlsort train deepinterpolation`` trains (``new_interpolator``; speed does not depend on the
-weights) and times ``get_traces`` over ``--seconds`` of the recording in 1-s chunks, on
-``--threads`` torch threads, after one warm-up chunk. Prints the multiply-adds per output sample
-(per channel and frame) next to DeepInterpolation's per-frame U-Net (``PerFrameUNet``, 318.6 M per
-384-channel frame, counted from its layers), and the real-time factor (recording seconds per wall
-second). Run it with nothing else on the machine.
+``dlsort train deepinterpolation`` trains (``new_interpolator``, with ``--readout-layers`` grid
+layers in its read-out if given; speed does not depend on the weights) and times ``get_traces`` over
+``--seconds`` of the recording in 1-s chunks, on ``--threads`` torch threads, after one warm-up
+chunk. Prints the multiply-adds per output sample (per channel and frame) next to
+DeepInterpolation's per-frame U-Net (``PerFrameUNet``, 318.6 M per 384-channel frame, counted from
+its layers), and the real-time factor (recording seconds per wall second). Run it with nothing else
+on the machine.
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--unet-frames", type=int, default=300,
                         help="frames the per-frame U-Net is timed on (it is ~170x slower)")
+    parser.add_argument("--readout-layers", type=int, help="grid layers in the blind-spot interpolator's read-out")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    network, unet = new_interpolator(), PerFrameUNet().eval()
+    network, unet = new_interpolator(readout_layers=args.readout_layers), PerFrameUNet().eval()
     unet_per_sample = PerFrameUNet().multiply_adds_per_frame(UNET_CHANNELS, 2) / UNET_CHANNELS
     print(f"blind-spot interpolator {network.hyperparameters}: {multiply_adds(network)} multiply-adds per grid cell "
           "and frame (the temporal stacks skip empty cells)")
