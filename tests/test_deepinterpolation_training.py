@@ -11,7 +11,7 @@ from conftest import saved_recording
 from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
 from dlsort.nn.unet import PerFrameUNet
-from dlsort.preprocessing.deepinterpolation import deepinterpolate, normalisation
+from dlsort.preprocessing.deepinterpolation import check_probe_family, deepinterpolate, normalisation
 from dlsort.training.deepinterpolation import READOUT_LAYERS, interpolator_card, new_interpolator, train_interpolator
 from dlsort.training.noise import shared_data_dir
 from dlsort.training.trainer import write_model
@@ -84,6 +84,22 @@ def test_bad_input_is_refused(trained, tmp_path):
         normalisation(NumpyRecording([np.zeros((30_000, 16), "float32")], FS))
     with pytest.raises(DlsortInputError, match="no frame with its full context"):
         train_interpolator(recording, window=64)
+
+
+def test_a_model_runs_on_another_probe_family_only_when_told(trained, tmp_path):
+    from spikeinterface.core import load
+
+    _, clean, weights, (mean, std), _ = trained  # trained on a Neuropixels 2.0 layout
+    other = saved_recording(tmp_path / "np1", clean[:30_000], make_probe("np1", 16).contact_positions, FS)
+    with pytest.raises(DlsortInputError, match="trained on neuropixels-2.0 probes, but the recording's contacts are "
+                                               "laid out as a neuropixels-1.0 probe.*allow_other_probes=True"):
+        deepinterpolate(other, weights, mean=mean, std=std)
+    transferred = deepinterpolate(other, weights, mean=mean, std=std, allow_other_probes=True)
+    traces = transferred.get_traces(start_frame=0, end_frame=3000)
+    assert np.abs(traces - other.get_traces(start_frame=0, end_frame=3000)).mean() > 0.1  # the network ran
+    reloaded = load(transferred.to_dict())  # the choice is part of the saved chain
+    np.testing.assert_allclose(reloaded.get_traces(start_frame=0, end_frame=3000), traces, atol=1e-6)
+    check_probe_family({"id": "x", "version": "0", "geometry": {"probe_families": ["any"]}}, other)  # no error
 
 
 def test_train_command_writes_a_model_the_preprocessor_loads(trained, tmp_path, capsys):

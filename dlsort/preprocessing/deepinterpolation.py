@@ -6,7 +6,8 @@ keeps the signal shared across frames (spikes, fields) and drops noise independe
 Channels go on the probe grid (``dlsort.geometry.probe_grid``), or on DeepInterpolation's
 checkerboard when the model card says ``"grid": "checkerboard"`` (the converted Allen models);
 traces are normalised by one mean and standard deviation for the whole probe (as in
-DeepInterpolation) and scaled back afterwards.
+DeepInterpolation) and scaled back afterwards. A model runs on the probe families its card names
+(``geometry.probe_families``) unless told to apply it to another (``allow_other_probes``).
 Chunks are read with margins of the network's context, so any chunking gives the same traces;
 within the context of the recording's first and last frame the network sees one side only.
 """
@@ -20,7 +21,7 @@ import numpy as np
 from spikeinterface.preprocessing.basepreprocessor import BasePreprocessor, BasePreprocessorSegment
 
 from dlsort.errors import DlsortInputError
-from dlsort.geometry import ProbeGrid, checkerboard_grid, probe_grid
+from dlsort.geometry import ProbeGrid, checkerboard_grid, probe_family, probe_grid
 from dlsort.workers import adopt_torch_in_worker
 
 TASK = "deepinterpolation"
@@ -82,6 +83,34 @@ def model_grid(card: dict, recording) -> ProbeGrid:
     return checkerboard_grid(num_channels)
 
 
+def check_probe_family(card: dict, recording) -> None:
+    """Refuse a recording whose probe family (``dlsort.geometry.probe_family``) the model's card does not name.
+
+    Parameters
+    ----------
+    card : dict
+        Model card of a ``"deepinterpolation"`` model; ``geometry.probe_families`` lists the
+        families it was trained on (``"any"`` accepts every probe).
+    recording : BaseRecording
+        With channel locations.
+
+    Raises
+    ------
+    DlsortInputError
+        Naming the families, the recording's, and the ways out.
+    """
+    families = card["geometry"]["probe_families"]
+    family = probe_family(recording.get_channel_locations(), recording.get_channel_groups())
+    if "any" in families or family in families:
+        return
+    raise DlsortInputError(
+        f"model {card['id']}@{card['version']} was trained on {', '.join(families)} probes, but the recording's "
+        f"contacts are laid out as a {family} probe (dlsort.geometry.probe_family); on a layout it never saw a model "
+        "can remove much less noise or distort spikes (docs/benchmarks.md, the NP2 case). Use a model trained on this "
+        "family (dlsort models list), train one on the recording (dlsort train deepinterpolation --recording R), or "
+        "pass allow_other_probes=True to apply this one anyway")
+
+
 class DeepInterpolatedRecording(BasePreprocessor):
     """The traces of ``recording`` as a blind-spot network predicts them from the frames around each one.
 
@@ -95,9 +124,13 @@ class DeepInterpolatedRecording(BasePreprocessor):
         Normalisation (``normalisation(recording)``); part of the recording's JSON, so a saved
         chain reproduces the same traces.
     device : str, default: "cpu"
+    allow_other_probes : bool, default: False
+        Apply the model to a probe family its card does not name (``check_probe_family``), e.g.
+        to measure how it transfers.
     """
 
-    def __init__(self, recording, model: str | Path, mean: float, std: float, device: str = "cpu"):
+    def __init__(self, recording, model: str | Path, mean: float, std: float, device: str = "cpu",
+                 allow_other_probes: bool = False):
         from dlsort.models import load
         from dlsort.nn import build_network
 
@@ -108,13 +141,16 @@ class DeepInterpolatedRecording(BasePreprocessor):
             raise DlsortInputError(
                 f"model {model} was trained at {card['sampling_frequency_hz']:g} Hz but the recording is sampled at "
                 f"{recording.sampling_frequency:g} Hz; resample the recording or train a model on it")
-        network = build_network(card["architecture"], tensors).to(device)
         grid = model_grid(card, recording)
+        if not allow_other_probes:
+            check_probe_family(card, recording)
+        network = build_network(card["architecture"], tensors).to(device)
         BasePreprocessor.__init__(self, recording, dtype="float32")
         for parent_segment in recording.segments:
             self.add_recording_segment(DeepInterpolatedSegment(parent_segment, network, grid, mean, std, device))
         # model_file.id: "id@version", or the absolute path of a local file (the JSON loads from any folder)
-        self._kwargs = dict(recording=recording, model=model_file.id, mean=float(mean), std=float(std), device=device)
+        self._kwargs = dict(recording=recording, model=model_file.id, mean=float(mean), std=float(std), device=device,
+                            allow_other_probes=allow_other_probes)
 
 
 class DeepInterpolatedSegment(BasePreprocessorSegment):
@@ -149,7 +185,7 @@ class DeepInterpolatedSegment(BasePreprocessorSegment):
 
 
 def deepinterpolate(recording, model: str | Path, device: str = "cpu", mean: float | None = None,
-                    std: float | None = None) -> DeepInterpolatedRecording:
+                    std: float | None = None, allow_other_probes: bool = False) -> DeepInterpolatedRecording:
     """DeepInterpolation of ``recording`` with ``model``, lazily, chunk by chunk.
 
     Parameters
@@ -161,6 +197,9 @@ def deepinterpolate(recording, model: str | Path, device: str = "cpu", mean: flo
     device : str, default: "cpu"
     mean, std : float or None
         Normalisation; by default measured on 20 random 1-s chunks (``normalisation``).
+    allow_other_probes : bool, default: False
+        Apply the model to a probe family its card does not name; by default that is refused
+        (``check_probe_family``).
 
     Returns
     -------
@@ -168,4 +207,4 @@ def deepinterpolate(recording, model: str | Path, device: str = "cpu", mean: flo
     """
     if mean is None or std is None:
         mean, std = normalisation(recording)
-    return DeepInterpolatedRecording(recording, model, mean, std, device)
+    return DeepInterpolatedRecording(recording, model, mean, std, device, allow_other_probes)
