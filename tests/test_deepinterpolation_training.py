@@ -80,6 +80,17 @@ def test_bad_input_is_refused(trained, tmp_path):
         deepinterpolate(recording, "detector-generic@1.0.0", mean=mean, std=std)
     with pytest.raises(DlsortInputError, match="attach a probe"):
         deepinterpolate(NumpyRecording([clean[:3000]], FS), weights, mean=mean, std=std)
+    too_short = saved_recording(tmp_path / "short", clean[:64], make_probe("np2", 16).contact_positions, FS)
+    with pytest.raises(DlsortInputError, match="frames up to 32 before and after it, so it needs segments of at least "
+                                               "65 frames; the recording has a segment of 64"):
+        deepinterpolate(too_short, weights, mean=mean, std=std)
+    holed = clean[:20_000].copy()
+    holed[12_345, 7] = np.nan
+    with_nan = deepinterpolate(saved_recording(tmp_path / "nan", holed, make_probe("np2", 16).contact_positions, FS),
+                               weights, mean=mean, std=std)
+    assert np.isfinite(with_nan.get_traces(start_frame=0, end_frame=12_000)).all()  # chunks away from it run
+    with pytest.raises(DlsortInputError, match="NaN or infinite values \\(first at frame 12345, channel index 7\\)"):
+        with_nan.get_traces(start_frame=12_000, end_frame=12_340)  # the margin reaches it
     with pytest.raises(DlsortInputError, match="constant"):
         normalisation(NumpyRecording([np.zeros((30_000, 16), "float32")], FS))
     with pytest.raises(DlsortInputError, match="no frame with its full context"):

@@ -145,6 +145,13 @@ class DeepInterpolatedRecording(BasePreprocessor):
         if not allow_other_probes:
             check_probe_family(card, recording)
         network = build_network(card["architecture"], tensors).to(device)
+        needed = 2 * (network.context + network.omission) + 1  # one frame with its whole context on both sides
+        shortest = min(recording.get_num_samples(index) for index in range(recording.get_num_segments()))
+        if shortest < needed:
+            raise DlsortInputError(
+                f"model {model} predicts each frame from frames up to {network.context + network.omission} before and "
+                f"after it, so it needs segments of at least {needed} frames; the recording has a segment of "
+                f"{shortest}: give it a longer recording")
         BasePreprocessor.__init__(self, recording, dtype="float32")
         for parent_segment in recording.segments:
             self.add_recording_segment(DeepInterpolatedSegment(parent_segment, network, grid, mean, std, device))
@@ -172,6 +179,14 @@ class DeepInterpolatedSegment(BasePreprocessorSegment):
         self._owner_pid = adopt_torch_in_worker(self._owner_pid)  # one torch thread per SpikeInterface worker
         traces, left, right = get_chunk_with_margin(self.parent_recording_segment, start_frame, end_frame, None,
                                                     self.margin)
+        finite = np.isfinite(traces)
+        if not finite.all():
+            frame, channel = np.argwhere(~finite)[0]
+            first = (0 if start_frame is None else start_frame) - left + int(frame)
+            raise DlsortInputError(
+                f"the traces hold NaN or infinite values (first at frame {first}, channel index {channel}); "
+                "DeepInterpolation would spread them to every frame and channel around them: replace them first "
+                "(e.g. spikeinterface.preprocessing.silence_periods over the frames they span)")
         grid = torch.as_tensor(self.grid.to_grid((traces.astype("float32") - self.mean) / self.std))
         predicted = np.empty(grid.shape, dtype="float32")
         with torch.no_grad():
