@@ -6,10 +6,10 @@ Usage (from the repository root)::
 
 For a 32-channel staggered probe and a 384-channel Neuropixels 1.0 probe (generated recordings,
 saved first), builds ``deepinterpolate`` with an untrained blind-spot interpolator of the size
-``dlsort train deepinterpolation`` trains (``new_interpolator``, with ``--readout-layers`` grid
-layers in its read-out if given; speed does not depend on the weights) and times ``get_traces`` over
-``--seconds`` of the recording in 1-s chunks, on ``--threads`` torch threads, after one warm-up
-chunk. Prints the multiply-adds per output sample (per channel and frame) next to
+``dlsort train deepinterpolation`` trains (``new_interpolator``; with ``--readout-layers N``, the read-out
+of a network deepened to N layers, as ``deepinterpolation-np1@2.0.0`` with 3; speed does not depend on the
+weights) and times ``get_traces`` over ``--seconds`` of the recording in 1-s chunks, on ``--threads`` torch
+threads, after one warm-up chunk. Prints the multiply-adds per output sample (per channel and frame) next to
 DeepInterpolation's per-frame U-Net (``PerFrameUNet``, 318.6 M per 384-channel frame, counted from
 its layers), and the real-time factor (recording seconds per wall second). Run it with nothing else
 on the machine.
@@ -36,10 +36,11 @@ def multiply_adds(module) -> int:
 
 
 def multiply_adds_per_output_sample(network, grid) -> float:
-    """One forward pass per channel and frame: the temporal stacks run on occupied cells, the read-out on all cells."""
+    """One forward pass per channel and frame: the temporal stacks run on occupied cells, the read-out (and its
+    correction, computed on every row before the inner ones are kept) on all cells."""
     stacks = multiply_adds(network.forward_stack) + multiply_adds(network.backward_stack)
-    cells = grid.mask.size
-    return (stacks * grid.mask.sum() + multiply_adds(network.readout) * cells) / grid.mask.sum()
+    readout = multiply_adds(network) - stacks
+    return (stacks * grid.mask.sum() + readout * grid.mask.size) / grid.mask.sum()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -66,16 +66,30 @@ def test_no_output_frame_sees_itself_or_its_neighbours(end_rows, row):
     assert traces.grad[0, t - 3].abs().sum(dim=0).count_nonzero() > 1  # and the neighbouring channels
 
 
+def rows_read(network: BlindSpotInterpolator, traces: torch.Tensor, t: int, row: int) -> list[int]:
+    """Grid rows whose traces the prediction at frame ``t``, row ``row``, column 0 depends on; checks the blind spot."""
+    traces = traces.clone().requires_grad_(True)
+    network(traces, torch.ones(traces.shape[2:]))[0, t, row, 0].backward()
+    assert not traces.grad[0, t - 1:t + 2].any()
+    return torch.nonzero(traces.grad[0].abs().sum(dim=(0, 2)) > 0).flatten().tolist()
+
+
 @pytest.mark.parametrize("readout_layers", [1, 3])
-def test_each_readout_layer_reaches_one_row_further_and_keeps_the_blind_spot(readout_layers):
+def test_each_readout_layer_reaches_one_row_further_on_inner_rows_and_keeps_the_blind_spot(readout_layers):
     torch.manual_seed(0)
     network = BlindSpotInterpolator(readout_layers=readout_layers, end_rows="reflect")
-    traces = torch.randn(1, 100, 12, 2, requires_grad=True)
-    t, row = 50, 6
-    network(traces, torch.ones(12, 2))[0, t, row, 0].backward()
-    rows = torch.nonzero(traces.grad[0].abs().sum(dim=(0, 2)) > 0).flatten()
-    assert rows.tolist() == list(range(row - readout_layers, row + readout_layers + 1))
-    assert not traces.grad[0, t - 1:t + 2].any()
+    traces = torch.randn(1, 100, 12, 2)
+    assert rows_read(network, traces, 50, 6) == list(range(6 - readout_layers, 6 + readout_layers + 1))
+    # within readout_layers rows of an end only the first layer predicts: one row on each side, the end mirrored
+    assert rows_read(network, traces, 50, readout_layers - 1) == list(range(max(0, readout_layers - 2),
+                                                                            readout_layers + 1))
+    assert rows_read(network, traces, 50, 11) == [10, 11]
+    if readout_layers > 1:  # the correction changes the inner rows only
+        with torch.no_grad():
+            plain = network(traces, torch.ones(12, 2))
+            network.correction[-1].bias.add_(1.0)
+            moved = network(traces, torch.ones(12, 2)) - plain
+        assert torch.allclose(moved[0, :, 3:9], torch.ones(1)) and not moved[0, :, [0, 1, 2, 9, 10, 11]].any()
 
 
 def test_empty_cells_neither_feed_nor_receive_predictions():
@@ -130,6 +144,18 @@ def test_shipped_interpolators_1_1_are_1_0_with_mirrored_end_rows(model_id):
         torch.testing.assert_close(new_tensors[key], old_tensors[key], rtol=0, atol=0)
     assert build_network(old_card["architecture"], old_tensors).end_rows == "zeros"
     assert build_network(new_card["architecture"], new_tensors).end_rows == "reflect"
+
+
+def test_shipped_interpolator_2_0_is_1_1_with_a_correction_of_its_inner_rows():
+    from dlsort.models import load
+
+    base_tensors, _, _ = load("deepinterpolation-np1@1.1.0", task="deepinterpolation")
+    tensors, card, _ = load("deepinterpolation-np1@2.0.0", task="deepinterpolation")
+    for key in base_tensors:  # frozen while the correction trained
+        torch.testing.assert_close(tensors[key], base_tensors[key], rtol=0, atol=0)
+    assert sorted({key.split(".")[0] for key in tensors.keys() - base_tensors.keys()}) == ["correction"]
+    network = build_network(card["architecture"], tensors)
+    assert network.hyperparameters["readout_layers"] == 3 and network.end_rows == "reflect"
 
 
 def test_interpolator_is_built_from_a_model_card():

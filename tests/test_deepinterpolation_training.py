@@ -12,7 +12,7 @@ from dlsort.errors import DlsortInputError
 from dlsort.groundtruth import make_probe
 from dlsort.nn.unet import PerFrameUNet
 from dlsort.preprocessing.deepinterpolation import check_probe_family, deepinterpolate, normalisation
-from dlsort.training.deepinterpolation import READOUT_LAYERS, interpolator_card, new_interpolator, train_interpolator
+from dlsort.training.deepinterpolation import interpolator_card, new_interpolator, train_interpolator
 from dlsort.training.noise import shared_data_dir
 from dlsort.training.trainer import write_model
 
@@ -120,15 +120,57 @@ def test_train_command_writes_a_model_the_preprocessor_loads(trained, tmp_path, 
 
     recording, _, _, _, _ = trained
     output = tmp_path / "model"
-    assert main(["train", "deepinterpolation", "--recording", folder_of(recording), "--output", str(output),
-                 "--windows", "40", "--epochs", "2", "--quiet", "--id", "interp-cli", "--readout-layers", "2"]) == 0
+    command = ["train", "deepinterpolation", "--recording", folder_of(recording), "--output", str(output),
+               "--windows", "40", "--epochs", "2", "--quiet", "--id", "interp-cli"]
+    assert main([*command, "--readout-layers", "2"]) == 2  # from scratch: one layer, deepened afterwards
+    assert "Train one layer first, then deepen it" in capsys.readouterr().err and not output.exists()
+    assert main(command) == 0
     assert "interp-cli@0.1.0 written to" in capsys.readouterr().out
     card = json.loads((output / "card.json").read_text())
     assert card["task"] == "deepinterpolation" and card["metrics"]["epochs"] == 2
-    assert card["architecture"]["hyperparameters"]["readout_layers"] == 2
+    assert card["architecture"]["hyperparameters"]["readout_layers"] == 1
     assert card["geometry"]["probe_families"] == ["neuropixels-2.0"]
     denoised = deepinterpolate(recording, output / "weights.safetensors")
     assert np.isfinite(denoised.get_traces(start_frame=0, end_frame=500)).all()
+
+
+def test_a_deepened_model_keeps_its_weights_and_end_rows_and_corrects_the_inner_rows(trained, tmp_path, capsys):
+    from conftest import folder_of
+    from safetensors.torch import load_file
+
+    from dlsort.cli import main
+    from dlsort.geometry import probe_grid
+
+    recording, _, weights, (mean, std), _ = trained
+    command = ["train", "deepinterpolation", "--recording", folder_of(recording), "--windows", "40", "--epochs", "2",
+               "--quiet"]
+    output = tmp_path / "deeper"
+    assert main([*command, "--from", str(weights), "--readout-layers", "3", "--output", str(output)]) == 0
+    card = json.loads((output / "card.json").read_text())
+    assert card["architecture"]["hyperparameters"]["readout_layers"] == 3
+    assert "read-out deepened to 3 layers (only the added ones trained)" in card["training_data"]
+    before, after = load_file(weights), load_file(output / "weights.safetensors")
+    for key in before:  # the start's weights, frozen
+        np.testing.assert_array_equal(after[key], before[key])
+    added = [key for key in after if key not in before]
+    assert added and all(key.startswith("correction.") for key in added)
+    assert after[added[-1]].abs().sum() > 0  # the correction's output layer, zero at the start, was trained
+
+    rows = probe_grid(recording.get_channel_locations()).rows  # 8 rows: 3 and 4 are 3 rows from either end
+    start = deepinterpolate(recording, weights, mean=mean, std=std).get_traces(start_frame=0, end_frame=3000)
+    deeper = deepinterpolate(recording, output / "weights.safetensors", mean=mean, std=std).get_traces(
+        start_frame=0, end_frame=3000)
+    inner = np.isin(rows, [3, 4])
+    np.testing.assert_allclose(deeper[:, ~inner], start[:, ~inner], atol=1e-5)
+    assert np.abs(deeper[:, inner] - start[:, inner]).mean() > 1e-3
+
+    capsys.readouterr()
+    for start_model, layers, message in ((output, "4", "only a blind-spot interpolator with a one-layer read-out"),
+                                         (weights.parent, "1", "needs readout_layers >= 2, got 1")):
+        assert main([*command, "--from", str(start_model / "weights.safetensors"), "--readout-layers", layers,
+                     "--output", str(tmp_path / "refused")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
 
 
 def test_one_network_learns_from_recordings_of_several_geometries(trained, tmp_path):
@@ -178,7 +220,7 @@ def test_new_networks_are_the_default_sizes_and_refuse_choices_they_do_not_have(
     unet = new_interpolator("per-frame-unet")
     assert unet.hyperparameters == {"pre_frames": 30, "post_frames": 30, "omission": 1, "filters": 64}  # Allen's
     assert new_interpolator().end_rows == "reflect" and new_interpolator(end_rows="zeros").end_rows == "zeros"
-    assert new_interpolator().hyperparameters["readout_layers"] == READOUT_LAYERS
+    assert new_interpolator().hyperparameters["readout_layers"] == 1
     assert new_interpolator(readout_layers=3).hyperparameters["readout_layers"] == 3
     for choice in ({"end_rows": "reflect"}, {"readout_layers": 2}):
         with pytest.raises(DlsortInputError, match=f"{next(iter(choice))}=.* is a choice of the blind-spot"):
@@ -214,9 +256,11 @@ def test_train_command_fine_tunes_a_unet_and_keeps_a_checkerboard_grid(trained, 
     assert "checkerboard" in tuned["description"]
     assert "grid" not in json.loads((tmp_path / "tuned" / "card.json").read_text())
     capsys.readouterr()
-    for option in (["--architecture", "per-frame-unet"], ["--end-rows", "zeros"], ["--readout-layers", "2"]):
+    for option in (["--architecture", "per-frame-unet"], ["--end-rows", "zeros"]):
         assert main([*command, "--from", str(weights), *option, "--output", str(tmp_path / "refused")]) == 2
         assert f"{option[0]} is a choice for training from scratch" in capsys.readouterr().err
+    assert main([*command, "--from", str(weights), "--readout-layers", "2", "--output", str(tmp_path / "refused")]) == 2
+    assert "only a blind-spot interpolator with a one-layer read-out can be deepened" in capsys.readouterr().err
     assert main([*command, "--from", str(tmp_path / "checkerboard384" / "weights.safetensors"), "--output",
                  str(tmp_path / "refused")]) == 2
     assert "reads 384 channels on a checkerboard" in capsys.readouterr().err

@@ -8,8 +8,9 @@ frames predict (the signal). The original runs a U-Net once per output frame. He
 dilated causal 1-D convolutions run over time on every cell of the probe grid (cells folded into
 the batch, which CPUs run fast), one forward in time and one backward; each is shifted so that its
 output at t has seen only frames up to ``t - omission - 1`` (or from ``t + omission + 1``), and a
-read-out convolves both over the grid at each frame, in one or more layers, so neighbouring channels
-inform each other. The blind spot holds by construction, for every frame at once.
+read-out convolves both over the grid at each frame, so neighbouring channels inform each other; more
+read-out layers add a correction, from further along the probe, to the prediction of rows far enough from
+the grid's ends. The blind spot holds by construction, for every frame at once.
 
 At the ends of the grid's rows (the ends of a shank, or of the stretch of it that was recorded) the
 read-out sees either empty rows (``end_rows="zeros"``, the first shipped models) or the rows inside
@@ -70,9 +71,13 @@ class BlindSpotInterpolator(nn.Module):
         inside mirrored (row -1 is row 1; a grid of one row is repeated). Columns always end in empty
         cells. "zeros" is the default of the cards that predate this parameter.
     readout_layers : int, default: 1
-        Convolutions over the grid in the read-out (``filters`` features each, ReLU after each):
-        each reaches ``spatial_kernel // 2`` rows and columns further across the probe. 1 is
-        the default of the cards that predate this parameter.
+        Convolutions over the grid in the read-out (``filters`` features each, ReLU after each),
+        each reaching ``spatial_kernel // 2`` rows and columns further across the probe. The
+        first gives the prediction; the others compute a correction added to it on the rows
+        whose whole reach lies inside the grid (at least ``readout_layers`` rows from either end,
+        for 3 x 3 kernels), so rows near the ends are predicted as by one layer: beyond the last
+        contact the correction would read only mirrored or empty rows, and it shrank spikes
+        there. 1 is the default of the cards that predate this parameter.
     """
 
     def __init__(self, filters: int = 8, dilations: tuple[int, ...] = (1, 2, 4, 8), temporal_kernel: int = 3,
@@ -93,15 +98,20 @@ class BlindSpotInterpolator(nn.Module):
         self.forward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
         self.backward_stack = _CausalStack(filters, tuple(dilations), temporal_kernel)
         reach = spatial_kernel // 2
-        # rows each grid convolution reads beyond each end: mirrored in forward(); otherwise the convolution pads them
-        # with zeros, as it always pads the columns
+        # rows the first grid convolution reads beyond each end: mirrored in forward(); otherwise the convolution pads
+        # them with zeros, as it always pads the columns (and the correction's, whose padding never reaches the rows
+        # it corrects)
         self._mirrored_rows = reach if end_rows == "reflect" else 0
         padding = (reach - self._mirrored_rows, reach)
-        grid_layers = []
-        for index in range(readout_layers):
-            grid_layers += [nn.Conv2d(2 * filters if index == 0 else filters, filters, spatial_kernel, padding=padding),
-                            nn.ReLU()]
-        self.readout = nn.Sequential(*grid_layers, nn.Conv2d(filters, 1, 1))
+        self.readout = nn.Sequential(nn.Conv2d(2 * filters, filters, spatial_kernel, padding=padding), nn.ReLU(),
+                                     nn.Conv2d(filters, 1, 1))
+        self.correction = None
+        if readout_layers > 1:  # rows within this reach of an end are left to the first layer (see forward)
+            layers = []
+            for _ in range(readout_layers - 1):
+                layers += [nn.Conv2d(filters, filters, spatial_kernel, padding=reach), nn.ReLU()]
+            self.correction = nn.Sequential(*layers, nn.Conv2d(filters, 1, 1))
+        self._inner_from_end = reach * readout_layers  # first row (from either end) whose correction reads no padding
 
     def _shifted_past(self, stack: _CausalStack, x: torch.Tensor) -> torch.Tensor:
         """``stack`` output at t moved to ``t + omission + 1``: frame t then saw only frames before ``t - omission``."""
@@ -138,9 +148,12 @@ class BlindSpotInterpolator(nn.Module):
         features = features * mask[..., None]  # cells empty in this window carry nothing into the read-out
         # (batch * samples, features, rows, columns) in channels-last memory: the layout CPUs convolve fastest
         features = features.reshape(batch * samples, rows, columns, -1).permute(0, 3, 1, 2)
-        for layer in self.readout:
-            if self._mirrored_rows and isinstance(layer, nn.Conv2d) and layer.kernel_size[0] > 1:
-                features = functional.pad(features, (0, 0, self._mirrored_rows, self._mirrored_rows),
-                                          mode="reflect" if rows > self._mirrored_rows else "replicate")
-            features = layer(features)
-        return features.reshape(batch, samples, rows * columns).mul(mask).reshape(batch, samples, rows, columns)
+        if self._mirrored_rows:
+            features = functional.pad(features, (0, 0, self._mirrored_rows, self._mirrored_rows),
+                                      mode="reflect" if rows > self._mirrored_rows else "replicate")
+        first = self.readout[1](self.readout[0](features))
+        prediction = self.readout[2](first)
+        inner = slice(self._inner_from_end, rows - self._inner_from_end)
+        if self.correction is not None and inner.start < inner.stop:
+            prediction[:, :, inner] += self.correction(first)[:, :, inner]
+        return prediction.reshape(batch, samples, rows * columns).mul(mask).reshape(batch, samples, rows, columns)

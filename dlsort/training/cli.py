@@ -236,13 +236,14 @@ def _train_deepinterpolation(args: argparse.Namespace) -> int:
     start, start_card = None, None
     if args.start_from is not None:
         tensors, start_card, model_file = load(args.start_from, task=TASK)
-        for option, value in (("--architecture", args.architecture), ("--end-rows", args.end_rows),
-                              ("--readout-layers", args.readout_layers)):
+        for option, value in (("--architecture", args.architecture), ("--end-rows", args.end_rows)):
             if value is not None:
                 raise DlsortInputError(f"{option} is a choice for training from scratch; {model_file.id} keeps its "
                                        f"own ({start_card['architecture']['name']}): leave out {option} or --from")
         start = build_network(start_card["architecture"], tensors)
-        training_data += f", fine-tuned from {model_file.id}"
+        training_data += f", fine-tuned from {model_file.id}" if args.readout_layers is None else (
+            f", {model_file.id} with its read-out deepened to {args.readout_layers} layers (only the added ones "
+            "trained)")
     sizes = _sizes(args, TASK, start is not None)
     network, report = train_interpolator(recordings, start_from=start, start_card=start_card, minutes=args.minutes,
                                          num_windows=sizes["windows"], max_epochs=sizes["epochs"], seed=args.seed,
@@ -348,9 +349,9 @@ def add_train_parser(commands) -> None:
                                    help="what the blind-spot interpolator sees beyond the grid's end rows, from "
                                         "scratch: the rows inside mirrored (default) or empty rows (the 1.0.0 models)")
     deepinterpolation.add_argument("--readout-layers", type=int,
-                                   help="grid convolutions in the blind-spot interpolator's read-out, from scratch "
-                                        "(default 1, as the shipped models): each reaches one row further; 3 removed "
-                                        "more noise on whole probes, less on 10-channel grids (docs/benchmarks.md)")
+                                   help="grid convolutions in the blind-spot interpolator's read-out (default 1): "
+                                        "each reaches one row further, correcting the rows far enough from the grid's "
+                                        "ends; with --from a one-layer model, only the added layers are trained")
     deepinterpolation.set_defaults(handler=_train_deepinterpolation)
 
     autoencoder = sub.add_parser(

@@ -30,10 +30,6 @@ DESCRIPTIONS = {
                       "each frame predicted from the frames before and after it, leaving out the frame and its "
                       "neighbours, one U-Net pass per frame",
 }
-# grid convolutions in a new blind-spot interpolator's read-out, as in the shipped models. Three removed more noise on
-# whole 64-channel grids but kept far less spike amplitude on 10-channel ones (docs/benchmarks.md, "A deeper read-out
-# for the blind-spot interpolator"), so they are a choice (--readout-layers), not the default.
-READOUT_LAYERS = 1
 CHECKERBOARD = "channels on DeepInterpolation's checkerboard (channel c at row c, column c % 2)"
 Interpolator = BlindSpotInterpolator | PerFrameUNet
 
@@ -48,7 +44,8 @@ def new_interpolator(architecture: str = ARCHITECTURE, end_rows: str | None = No
     end_rows : {"reflect", "zeros"} or None
         What the blind-spot interpolator sees beyond the grid's end rows (None: "reflect").
     readout_layers : int or None
-        Grid convolutions in the blind-spot interpolator's read-out (None: ``READOUT_LAYERS``).
+        Grid convolutions in the blind-spot interpolator's read-out (None: 1). Train one layer
+        first: more are added to a trained network (``deepened``), not trained with it.
         The U-Net takes neither choice: it pads its grid with zeros and has its own layers.
 
     Returns
@@ -58,7 +55,7 @@ def new_interpolator(architecture: str = ARCHITECTURE, end_rows: str | None = No
     if architecture == "blind-spot-interpolator":
         try:
             return BlindSpotInterpolator(end_rows=end_rows or "reflect",
-                                         readout_layers=READOUT_LAYERS if readout_layers is None else readout_layers)
+                                         readout_layers=1 if readout_layers is None else readout_layers)
         except ValueError as error:
             raise DlsortInputError(f"cannot build the blind-spot interpolator: {error}") from error
     if architecture == "per-frame-unet":
@@ -69,6 +66,40 @@ def new_interpolator(architecture: str = ARCHITECTURE, end_rows: str | None = No
         return PerFrameUNet()
     raise DlsortInputError(f"unknown DeepInterpolation architecture {architecture!r}; choose one of "
                            f"{sorted(DESCRIPTIONS)}")
+
+
+def deepened(network: Interpolator, readout_layers: int) -> BlindSpotInterpolator:
+    """A trained one-layer blind-spot interpolator with a correction of ``readout_layers - 1`` further grid layers.
+
+    The correction starts at zero (the new network predicts exactly as ``network``) and is the
+    only part left trainable: every weight of ``network`` is copied and frozen, so rows near the
+    grid's ends, which the correction does not reach, keep ``network``'s prediction.
+
+    Parameters
+    ----------
+    network : BlindSpotInterpolator
+        With a one-layer read-out.
+    readout_layers : int
+        At least 2.
+
+    Returns
+    -------
+    BlindSpotInterpolator
+    """
+    if not isinstance(network, BlindSpotInterpolator) or network.correction is not None:
+        raise DlsortInputError("only a blind-spot interpolator with a one-layer read-out can be deepened, not a "
+                               f"{type(network).__name__} with {network.hyperparameters}: leave out readout_layers "
+                               "(--readout-layers) to fine-tune it as it is")
+    if readout_layers < 2:
+        raise DlsortInputError(f"deepening a one-layer read-out needs readout_layers >= 2, got {readout_layers}")
+    deeper = BlindSpotInterpolator(**{**network.hyperparameters, "readout_layers": readout_layers})
+    missing, unexpected = deeper.load_state_dict(network.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("correction.") for name in missing)
+    nn.init.zeros_(deeper.correction[-1].weight)
+    nn.init.zeros_(deeper.correction[-1].bias)
+    for name, parameter in deeper.named_parameters():
+        parameter.requires_grad_(name.startswith("correction."))
+    return deeper.to(next(network.parameters()).device)
 
 
 class CroppedMSE(nn.Module):
@@ -153,8 +184,11 @@ def train_interpolator(
         Frames per window; must exceed twice the network's context plus blind spot.
     max_epochs, batch_size, seed, device, max_seconds, progress_bar
         As for ``dlsort.training.trainer.fit``.
-    architecture, end_rows, readout_layers
+    architecture, end_rows
         Of a network trained from scratch (``new_interpolator``); a fine-tuned network keeps its own.
+    readout_layers : int or None
+        With a one-layer blind-spot ``start_from``: train only a correction of this many layers
+        added to it (``deepened``). From scratch only None or 1.
 
     Returns
     -------
@@ -169,7 +203,16 @@ def train_interpolator(
         raise DlsortInputError(f"the recordings are sampled at {sorted(rates)} Hz; one model serves one rate: "
                                "resample them or train one model per rate")
     torch.manual_seed(seed)  # before the network is built: its initial weights depend on the seed only
-    network = start_from if start_from is not None else new_interpolator(architecture, end_rows, readout_layers)
+    if start_from is None:
+        if readout_layers not in (None, 1):
+            raise DlsortInputError(
+                f"readout_layers={readout_layers} from scratch: the read-out's further layers correct a trained "
+                "one-layer network, which trained together with them predicts worse where they do not reach (the "
+                "grid's end rows). Train one layer first, then deepen it: dlsort train deepinterpolation --from "
+                f"MODEL --readout-layers {readout_layers} (train_interpolator(start_from=network, readout_layers=...))")
+        network = new_interpolator(architecture, end_rows)
+    else:
+        network = start_from if readout_layers is None else deepened(start_from, readout_layers)
     margin = network.context + network.omission + 1
     if window <= 2 * margin:
         raise DlsortInputError(f"window={window} leaves no frame with its full context (needs > {2 * margin})")
