@@ -105,10 +105,11 @@ def check_probe_family(card: dict, recording) -> None:
         return
     raise DlsortInputError(
         f"model {card['id']}@{card['version']} was trained on {', '.join(families)} probes, but the recording's "
-        f"contacts are laid out as a {family} probe (dlsort.geometry.probe_family); on a layout it never saw a model "
-        "can remove much less noise or distort spikes (docs/benchmarks.md, the NP2 case). Use a model trained on this "
-        "family (dlsort models list), train one on the recording (dlsort train deepinterpolation --recording R), or "
-        "pass allow_other_probes=True to apply this one anyway")
+        f"contacts are laid out as a {family} probe (dlsort.geometry.probe_family; a few channels cut from a probe "
+        "can look like another family); on a layout it never saw a model can remove much less noise or distort "
+        "spikes (docs/benchmarks.md, the NP2 case). Use a model trained on this family (dlsort models list), train "
+        "one on the recording (dlsort train deepinterpolation --recording R), or pass allow_other_probes=True to "
+        "apply this one anyway")
 
 
 class DeepInterpolatedRecording(BasePreprocessor):
