@@ -29,15 +29,13 @@ SHIPPED = {
                          "--epochs", "30", "--seed", "0", "--device", "cpu", "--quiet"],
     "detector-generic": ["detector", "--id", "detector-generic", "--version", "1.2.0", "--patches", "300",
                          "--examples", "150000", "--epochs", "20", "--seed", "0", "--device", "cpu", "--quiet"],
-    # the deepinterpolation models: 1.1.0 (1.0.0's weights, DERIVED below) with a two-layer correction of its inner
-    # rows, trained on 1.0.0's data
+    # 1.1.0 (1.0.0's weights, DERIVED below) with a two-layer correction of its inner rows, trained on 1.0.0's data
     "deepinterpolation-np1": ["deepinterpolation", "--id", "deepinterpolation-np1", "--version", "2.0.0", "--from",
                               "deepinterpolation-np1@1.1.0", "--readout-layers", "3", "--probes", "np1", "--windows",
                               "1000", "--epochs", "20", "--seed", "0", "--device", "cpu", "--quiet"],
-    "deepinterpolation-generic": ["deepinterpolation", "--id", "deepinterpolation-generic", "--version", "2.0.0",
-                                  "--from", "deepinterpolation-generic@1.1.0", "--readout-layers", "3", "--probes",
-                                  "np1", "np2", "staggered", "--windows", "1200", "--epochs", "15", "--seed", "0",
-                                  "--device", "cpu", "--quiet"],
+    "deepinterpolation-generic": ["deepinterpolation", "--id", "deepinterpolation-generic", "--version", "1.0.0",
+                                  "--probes", "np1", "np2", "staggered", "--windows", "1200", "--epochs", "15",
+                                  "--seed", "0", "--device", "cpu", "--end-rows", "zeros", "--quiet"],
     "autoencoder-generic": ["autoencoder", "--id", "autoencoder-generic", "--version", "1.1.0", "--scenes", "300",
                             "--examples", "100000", "--invariance-weight", "1.0", "--epochs", "20", "--seed", "0",
                             "--device", "cpu", "--quiet"],

@@ -109,7 +109,6 @@ def test_fetch_verifies_caches_and_loads(published, gin):
                                "deepinterpolation-np1@1.0.0": True, "deepinterpolation-np1@1.1.0": True,
                                "deepinterpolation-np1@2.0.0": True,
                                "deepinterpolation-generic@1.0.0": True, "deepinterpolation-generic@1.1.0": True,
-                               "deepinterpolation-generic@2.0.0": True,
                                "autoencoder-generic@1.0.0": True,
                                "autoencoder-generic@1.1.0": True,
                                "det@1.1.0": True}
