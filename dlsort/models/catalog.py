@@ -78,13 +78,30 @@ class ModelEntry:
 
     def supports(self, family: str | None = None, num_channels: int | None = None) -> bool:
         """Whether the model declares the probe family and channel count (None: any) as supported."""
-        geometry = self.record["geometry"]
-        families = geometry["probe_families"]
-        family_ok = family is None or "any" in families or family in families
-        channels_ok = num_channels is None or (
-            geometry.get("min_channels", 1) <= num_channels <= geometry.get("max_channels", math.inf)
-        )
-        return family_ok and channels_ok
+        return geometry_supports(self.record["geometry"], family, num_channels)
+
+
+def geometry_supports(geometry: dict, family: str | None = None, num_channels: int | None = None) -> bool:
+    """Whether a card's ``geometry`` declares the probe family and channel count (None: any) as supported.
+
+    Parameters
+    ----------
+    geometry : dict
+        ``probe_families`` (``"any"`` accepts every family), optional ``min_channels`` / ``max_channels``.
+    family : str or None
+        One of ``dlsort.geometry.PROBE_FAMILIES``.
+    num_channels : int or None
+
+    Returns
+    -------
+    bool
+    """
+    families = geometry["probe_families"]
+    family_ok = family is None or "any" in families or family in families
+    channels_ok = num_channels is None or (
+        geometry.get("min_channels", 1) <= num_channels <= geometry.get("max_channels", math.inf)
+    )
+    return family_ok and channels_ok
 
 
 @cache

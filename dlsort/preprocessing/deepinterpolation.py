@@ -99,17 +99,18 @@ def check_probe_family(card: dict, recording) -> None:
     DlsortInputError
         Naming the families, the recording's, and the ways out.
     """
-    families = card["geometry"]["probe_families"]
+    from dlsort.models.catalog import geometry_supports
+
     family = probe_family(recording.get_channel_locations(), recording.get_channel_groups())
-    if "any" in families or family in families:
+    if geometry_supports(card["geometry"], family):
         return
     raise DlsortInputError(
-        f"model {card['id']}@{card['version']} was trained on {', '.join(families)} probes, but the recording's "
-        f"contacts are laid out as a {family} probe (dlsort.geometry.probe_family; a few channels cut from a probe "
-        "can look like another family); on a layout it never saw a model can remove much less noise or distort "
-        "spikes (docs/benchmarks.md, the NP2 case). Use a model trained on this family (dlsort models list), train "
-        "one on the recording (dlsort train deepinterpolation --recording R), or pass allow_other_probes=True to "
-        "apply this one anyway")
+        f"model {card['id']}@{card['version']} was trained on {', '.join(card['geometry']['probe_families'])} "
+        f"probes, but the recording's contacts are laid out as a {family} probe (dlsort.geometry.probe_family; a few "
+        "channels cut from a probe can look like another family); on a layout it never saw a model can remove much "
+        "less noise or distort spikes (docs/benchmarks.md, the NP2 case). Use a model trained on this family (dlsort "
+        "models list), train one on the recording (dlsort train deepinterpolation --recording R), or pass "
+        "allow_other_probes=True to apply this one anyway")
 
 
 class DeepInterpolatedRecording(BasePreprocessor):
